@@ -1,0 +1,367 @@
+"""The replicated collections, declared once.
+
+Each collection is a msgspec Struct; each field's annotation carries its
+constraints, its merge type (``extra={"merge": ...}``) and, for personal
+information, its field class (``extra={"pii": ...}``). Everything else is derived
+from these declarations through `msgspec.inspect`: the SQLite tables
+(`sync.store.ddl`), the wire type and decoder of every field's value, and merge
+dispatch (`sync.merge`).
+
+Merge types (see ../shared/DESIGN.md):
+
+=================  ==========================================================
+``lww``             last writer wins: greatest (HLC, origin node) wins
+``add_wins_set``    observed-remove set: a concurrent add beats a remove
+``status_lattice``  moves only forward, in the order the ``Literal`` declares
+``counter``         per-node counts; the value is their sum
+``append_only``     written once at creation; the first write wins
+``tombstone``       ``False`` until deleted; delete beats any concurrent edit
+=================  ==========================================================
+
+PII values are sealed ciphertext (``bytes``) in storage and on the wire; only the
+edge opens them.
+
+Schema evolution follows msgspec's rules: new fields get defaults, no field
+changes type, and ``SCHEMA_VERSION`` goes up whenever a field or collection is
+added. A node that receives a higher schema version than its own waits.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from sync.ids import NodeIdStr, RowId
+
+SCHEMA_VERSION = 1
+
+MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
+MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
+
+FieldClass = Literal["contact", "identity", "address", "profile"]
+FIELD_CLASSES: tuple[str, ...] = typing.get_args(FieldClass)
+
+# ---------------------------------------------------------------- value types
+
+Text64 = Annotated[str, Meta(max_length=64)]
+Text256 = Annotated[str, Meta(max_length=256)]
+UserRef = Annotated[str, Meta(min_length=1, max_length=64)]
+TimeMs = Annotated[int, Meta(ge=0, le=(1 << 48) - 1, description="Unix time in milliseconds")]
+Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+#: AES-256-GCM sealed value (version byte, nonce, ciphertext, tag); see crypto/.
+SealedBytes = Annotated[bytes, Meta(max_length=16_384)]
+
+Suppression = Literal["do_not_call", "refused_marketing", "blacklist"]
+CustomerStatus = Literal["active", "suspended", "closed"]
+TaskKind = Literal[
+    "care",
+    "retention",
+    "survey",
+    "sales",
+    "revisit_installation",
+    "revisit_repair",
+    "revisit_complaint",
+    "notice",
+    "data_verification",
+    "complaint",
+    "visit",
+]
+#: Declared order is the lattice order; ``cancelled`` is the top.
+TaskStatus = Literal["open", "assigned", "in_progress", "done", "archived", "cancelled"]
+CallOutcome = Literal[
+    "connected",
+    "no_answer",
+    "powered_off",
+    "out_of_area",
+    "suspended",
+    "vacant_number",
+    "refused",
+    "busy",
+    "callback_requested",
+    "success",
+]
+CampaignStatus = Literal["draft", "active", "closed"]
+Role = Literal[
+    "hq_admin",
+    "supervisor",
+    "agent",
+    "account_manager",
+    "partner_agent",
+    "partner_supervisor",
+    "auditor",
+]
+
+
+def _m(merge: MergeType, pii: FieldClass | None = None, **meta: Any) -> Meta:
+    extra: dict[str, str] = {"merge": merge}
+    if pii is not None:
+        extra["pii"] = pii
+    return Meta(extra=extra, **meta)
+
+
+Deleted = Annotated[bool, _m("tombstone", description="row deleted; wins over any concurrent edit")]
+
+
+def _pii(cls: FieldClass) -> Any:
+    return Annotated[SealedBytes | None, _m("lww", cls, description=f"sealed PII ({cls} class)")]
+
+
+# ---------------------------------------------------------------- collections
+
+
+class Customer(msgspec.Struct, kw_only=True):
+    """A customer of the operation; PII fields hold sealed ciphertext."""
+
+    home_branch: Annotated[NodeIdStr | None, _m("lww")] = None
+    star_level: Annotated[int, _m("lww", ge=0, le=7)] = 0
+    segment: Annotated[Text64 | None, _m("lww")] = None
+    arpu_fen: Annotated[int, _m("lww", ge=0, description="monthly ARPU in fen")] = 0
+    status: Annotated[CustomerStatus, _m("lww")] = "active"
+    assigned_agent: Annotated[UserRef | None, _m("lww")] = None
+    account_manager: Annotated[UserRef | None, _m("lww")] = None
+    sales_rep: Annotated[UserRef | None, _m("lww")] = None
+    tags: Annotated[frozenset[Tag], _m("add_wins_set")] = frozenset()
+    suppression: Annotated[frozenset[Suppression], _m("add_wins_set")] = frozenset()
+    name: _pii("contact") = None
+    phone: _pii("contact") = None
+    second_contact: _pii("contact") = None
+    email: _pii("contact") = None
+    id_number: _pii("identity") = None
+    birthday: _pii("identity") = None
+    address: _pii("address") = None
+    employer: _pii("profile") = None
+    position: _pii("profile") = None
+    interests: _pii("profile") = None
+    notes: _pii("profile") = None
+    deleted: Deleted = False
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """One piece of work on one customer."""
+
+    customer_id: Annotated[RowId | None, _m("lww")] = None
+    kind: Annotated[TaskKind, _m("lww")] = "care"
+    campaign_id: Annotated[RowId | None, _m("lww")] = None
+    assignee: Annotated[UserRef | None, _m("lww")] = None
+    site: Annotated[NodeIdStr | None, _m("lww")] = None
+    status: Annotated[TaskStatus, _m("status_lattice")] = "open"
+    due_at_ms: Annotated[TimeMs | None, _m("lww")] = None
+    deadline_at_ms: Annotated[TimeMs | None, _m("lww")] = None
+    priority: Annotated[int, _m("lww", ge=0, le=9)] = 5
+    attempts: Annotated[int, _m("counter", ge=0)] = 0
+    category: Annotated[Text64 | None, _m("lww")] = None
+    first_responder: Annotated[UserRef | None, _m("lww")] = None
+    deleted: Deleted = False
+
+
+class Result(msgspec.Struct, kw_only=True):
+    """What happened on a call or visit. Append-only: corrections are new results."""
+
+    task_id: Annotated[RowId | None, _m("append_only")] = None
+    customer_id: Annotated[RowId | None, _m("append_only")] = None
+    outcome: Annotated[CallOutcome | None, _m("append_only")] = None
+    duration_s: Annotated[int, _m("append_only", ge=0, le=86_400)] = 0
+    callback_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
+    order_id: Annotated[Text64 | None, _m("append_only")] = None
+    satisfaction: Annotated[Annotated[int, Meta(ge=1, le=5)] | None, _m("append_only")] = None
+    refusal_reason: Annotated[Text64 | None, _m("append_only")] = None
+    notes: Annotated[SealedBytes | None, _m("append_only", "profile")] = None
+    agent: Annotated[UserRef | None, _m("append_only")] = None
+    site: Annotated[NodeIdStr | None, _m("append_only")] = None
+    recorded_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
+
+
+class Campaign(msgspec.Struct, kw_only=True):
+    """An HQ-defined campaign: calling window, attempts, retry spacing, partners."""
+
+    name: Annotated[Text256 | None, _m("lww")] = None
+    status: Annotated[CampaignStatus, _m("lww")] = "draft"
+    window_start_min: Annotated[int, _m("lww", ge=0, le=1440)] = 8 * 60
+    window_end_min: Annotated[int, _m("lww", ge=0, le=1440)] = 21 * 60
+    max_attempts: Annotated[int, _m("lww", ge=1, le=20)] = 3
+    retry_spacing_min: Annotated[int, _m("lww", ge=0, le=10_080)] = 60
+    partners: Annotated[frozenset[NodeIdStr], _m("add_wins_set")] = frozenset()
+    deleted: Deleted = False
+
+
+class User(msgspec.Struct, kw_only=True):
+    """A user, defined at HQ and replicated so sites can sign in while HQ is away."""
+
+    username: Annotated[Text64 | None, _m("lww")] = None
+    display_name: Annotated[Text256 | None, _m("lww")] = None
+    role: Annotated[Role | None, _m("lww")] = None
+    site: Annotated[NodeIdStr | None, _m("lww")] = None
+    team: Annotated[Text64 | None, _m("lww")] = None
+    disabled: Annotated[bool, _m("lww")] = False
+    deleted: Deleted = False
+
+
+# ---------------------------------------------------------------- derivation
+
+#: A dot: the (HLC stamp, origin node) of one add to a set.
+Dot = tuple[int, str]
+
+
+class FieldSpec:
+    """One field of one collection, as derived from its annotation."""
+
+    __slots__ = (
+        "collection", "name", "merge", "pii", "annotation", "wire_type",
+        "default", "sql_type", "nullable", "lattice", "decoder",
+    )
+
+    def __init__(
+        self,
+        collection: str,
+        name: str,
+        merge: MergeType,
+        pii: FieldClass | None,
+        annotation: Any,
+        wire_type: Any,
+        default: Any,
+        sql_type: str,
+        nullable: bool,
+        lattice: tuple[str, ...] | None,
+    ) -> None:
+        self.collection = collection
+        self.name = name
+        self.merge = merge
+        self.pii = pii
+        self.annotation = annotation
+        self.wire_type = wire_type
+        self.default = default
+        self.sql_type = sql_type
+        self.nullable = nullable
+        self.lattice = lattice
+        #: decodes this field's msgpack wire value, enforcing its constraints
+        self.decoder = msgspec.msgpack.Decoder(wire_type)
+
+    def __repr__(self) -> str:
+        return f"FieldSpec({self.collection}.{self.name}, merge={self.merge}, pii={self.pii})"
+
+
+class CollectionSpec:
+    """A replicated collection and its fields, in declaration order."""
+
+    __slots__ = ("name", "struct", "fields")
+
+    def __init__(self, name: str, struct: type[msgspec.Struct], fields: dict[str, FieldSpec]) -> None:
+        self.name = name
+        self.struct = struct
+        self.fields = fields
+
+    @property
+    def pii_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields.values() if f.pii is not None)
+
+    def __repr__(self) -> str:
+        return f"CollectionSpec({self.name}, {len(self.fields)} fields)"
+
+
+class SchemaDeclarationError(TypeError):
+    """A collection declares a field without a valid merge type or PII class."""
+
+
+def _sql_type(info: msgspec.inspect.Type) -> tuple[str, bool]:
+    """SQLite column type and nullability of a materialized value."""
+    nullable = False
+    if isinstance(info, msgspec.inspect.UnionType):
+        members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        nullable = len(members) < len(info.types)
+        if len(members) != 1:
+            return "BLOB", nullable
+        info = members[0]
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    match info:
+        case msgspec.inspect.BoolType() | msgspec.inspect.IntType():
+            return "INTEGER", nullable
+        case msgspec.inspect.FloatType():
+            return "REAL", nullable
+        case msgspec.inspect.BytesType():
+            return "BLOB", nullable
+        case msgspec.inspect.StrType() | msgspec.inspect.LiteralType():
+            return "TEXT", nullable
+        case msgspec.inspect.FrozenSetType() | msgspec.inspect.SetType() | msgspec.inspect.ListType():
+            return "TEXT", nullable  # JSON array of the live elements
+    raise SchemaDeclarationError(f"no SQL type for {info!r}")
+
+
+def _derive(name: str, struct: type[msgspec.Struct]) -> CollectionSpec:
+    hints = typing.get_type_hints(struct, include_extras=True)
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    fields: dict[str, FieldSpec] = {}
+    for f in info.fields:
+        meta = f.type
+        if not isinstance(meta, msgspec.inspect.Metadata) or not meta.extra or "merge" not in meta.extra:
+            raise SchemaDeclarationError(f"{name}.{f.name} declares no merge type")
+        merge = meta.extra["merge"]
+        if merge not in MERGE_TYPES:
+            raise SchemaDeclarationError(f"{name}.{f.name}: unknown merge type {merge!r}")
+        pii = meta.extra.get("pii")
+        if pii is not None and pii not in FIELD_CLASSES:
+            raise SchemaDeclarationError(f"{name}.{f.name}: unknown field class {pii!r}")
+        annotation = hints[f.name]
+        inner = meta.type
+        lattice = None
+        if merge == "add_wins_set":
+            if not isinstance(inner, msgspec.inspect.FrozenSetType):
+                raise SchemaDeclarationError(f"{name}.{f.name}: an add-wins set must be a frozenset")
+            elem = typing.get_args(typing.get_args(annotation)[0])[0]
+            wire_type = list[tuple[elem, list[tuple[int, NodeIdStr]], list[tuple[int, NodeIdStr]]]]
+        elif merge == "counter":
+            if not isinstance(inner, msgspec.inspect.IntType):
+                raise SchemaDeclarationError(f"{name}.{f.name}: a counter must be an int")
+            wire_type = dict[NodeIdStr, Annotated[int, Meta(ge=0)]]
+        elif merge == "status_lattice":
+            if not isinstance(inner, msgspec.inspect.LiteralType):
+                raise SchemaDeclarationError(f"{name}.{f.name}: a status lattice must be a Literal")
+            # inspect sorts Literal values; the declared order is the lattice order
+            lattice = typing.get_args(typing.get_args(annotation)[0])
+            wire_type = annotation
+        elif merge == "tombstone":
+            if not isinstance(inner, msgspec.inspect.BoolType):
+                raise SchemaDeclarationError(f"{name}.{f.name}: a tombstone must be a bool")
+            wire_type = annotation
+        else:
+            wire_type = annotation
+        sql_type, nullable = _sql_type(inner)
+        fields[f.name] = FieldSpec(
+            collection=name,
+            name=f.name,
+            merge=merge,
+            pii=pii,
+            annotation=annotation,
+            wire_type=wire_type,
+            default=f.default,
+            sql_type=sql_type,
+            nullable=nullable,
+            lattice=lattice,
+        )
+    return CollectionSpec(name, struct, fields)
+
+
+def derive_collections(structs: dict[str, type[msgspec.Struct]]) -> dict[str, CollectionSpec]:
+    """Derive collection specs from Struct declarations (raises `SchemaDeclarationError`)."""
+    return {name: _derive(name, struct) for name, struct in structs.items()}
+
+
+COLLECTIONS: dict[str, CollectionSpec] = derive_collections(
+    {
+        "customers": Customer,
+        "tasks": Task,
+        "results": Result,
+        "campaigns": Campaign,
+        "users": User,
+    }
+)
+
+
+def field_spec(collection: str, field: str) -> FieldSpec | None:
+    """The spec of ``collection.field``, or None if the schema has no such field."""
+    spec = COLLECTIONS.get(collection)
+    return None if spec is None else spec.fields.get(field)

@@ -1,0 +1,116 @@
+"""Replica storage: the only code that speaks SQL.
+
+`ReplicaStore` is what the protocol, the replicator and the server need from a
+store. `SqliteStore` implements it on one SQLite file in WAL mode; a PostgreSQL
+store for HQ can implement the same protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+from sync.changes import Change, RefusedChange
+from sync.edits import Edit
+from sync.hlc import Clock
+from sync.protocol import Incoming
+
+
+class ApplyReport(msgspec.Struct, frozen=True):
+    """What one batch did: counts, refused changes, and the local sequence after it.
+
+    ``conflicts`` counts fields where the batch met a different value written
+    concurrently here (one the sender had not seen), whichever side won.
+    """
+
+    applied: int
+    superseded: int
+    refused: list[RefusedChange]
+    seq: int
+    conflicts: int = 0
+
+
+class Page(msgspec.Struct, frozen=True):
+    """Stored changes after a cursor; ``cursor`` is where the next page starts."""
+
+    changes: list[Change]
+    cursor: int
+    high: int
+    more: bool
+
+
+class LinkState(msgspec.Struct, kw_only=True):
+    """One link to a peer, as this node sees it."""
+
+    peer: str
+    direction: str
+    peer_store_id: str | None = None
+    pull_cursor: int = 0
+    push_cursor: int = 0
+    acked_through: int = 0
+    served_cursor: int = 0
+    last_ok_ms: int | None = None
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    changes_in: int = 0
+    changes_out: int = 0
+
+
+class NodeRecord(msgspec.Struct, frozen=True):
+    node_id: str
+    parent: str | None
+    role: str
+    enrolled_ms: int
+
+
+class ReplicaStore(Protocol):
+    node_id: str
+    store_id: str
+    clock: Clock
+
+    async def close(self) -> None: ...
+
+    async def write_local(self, edits: list[Edit]) -> list[Change]: ...
+
+    async def apply_pulled(
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, cursor: int
+    ) -> ApplyReport: ...
+
+    async def apply_pushed(
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, to_seq: int
+    ) -> ApplyReport: ...
+
+    async def changes_after(self, cursor: int, *, limit: int, exclude_src: str) -> Page: ...
+
+    async def high_seq(self) -> int: ...
+
+    async def link(self, peer: str) -> LinkState | None: ...
+
+    async def ensure_link(self, peer: str, direction: str) -> LinkState: ...
+
+    async def record_push_ack(self, peer: str, *, cursor: int, sent: int) -> None: ...
+
+    async def set_push_cursor(self, peer: str, cursor: int) -> None: ...
+
+    async def record_served(self, peer: str, *, cursor: int, sent: int) -> None: ...
+
+    async def reset_peer(self, peer: str, peer_store_id: str) -> None: ...
+
+    async def record_link_error(self, peer: str, error: str) -> None: ...
+
+    async def pending_count(self, cursor: int, *, exclude_src: str) -> int: ...
+
+    async def links(self) -> list[LinkState]: ...
+
+    async def node(self, node_id: str) -> NodeRecord | None: ...
+
+    async def descendants(self, node_id: str) -> set[str]: ...
+
+    async def enroll(self, node_id: str, *, parent: str | None, role: str) -> None: ...
+
+    async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None: ...
+
+    async def digest(self) -> str: ...
+
+    async def counts(self) -> dict[str, int]: ...

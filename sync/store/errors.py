@@ -1,0 +1,62 @@
+"""Typed errors of the replica store."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error raised by `sync.store`."""
+
+    code = "store_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class StoreMissingError(StoreError):
+    """No store exists at the path; ``outpost init`` creates one."""
+
+    code = "store_missing"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"No Outpost store at {path}; create it with `outpost init`")
+
+
+class StoreExistsError(StoreError):
+    """A store already exists where a new one was to be created."""
+
+    code = "store_exists"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"An Outpost store already exists at {path}; refusing to overwrite it")
+
+
+class StoreOwnerError(StoreError):
+    """The store belongs to another node than the one opening it."""
+
+    code = "store_owner"
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"Store {path} belongs to node `{actual}`, not `{expected}`; check the site config"
+        )
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer Outpost than this one."""
+
+    code = "store_version"
+
+    def __init__(self, path: str, store_version: int, supported: int) -> None:
+        self.path = path
+        self.store_version = store_version
+        self.supported = supported
+        super().__init__(
+            f"Store {path} has layout version {store_version}; this Outpost reads up to "
+            f"{supported}: upgrade Outpost"
+        )
