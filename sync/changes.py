@@ -27,7 +27,7 @@ import msgspec
 from msgspec import Meta
 
 from sync.errors import MalformedBatchError, OversizedBatchError, VersionMismatchError
-from sync.ids import NodeIdStr, RowId
+from sync.ids import NodeIdStr, WireNodeId, WireRowId
 from sync.schema import COLLECTIONS, SCHEMA_VERSION
 
 PROTOCOL_VERSION = 1
@@ -41,35 +41,42 @@ Seq = Annotated[int, Meta(ge=0)]
 StoreId = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
-class Change(msgspec.Struct, frozen=True, array_like=True):
-    """The state of one field of one row, as written at ``origin`` at ``hlc``."""
+class Change(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """The state of one field of one row, as written at ``origin`` at ``hlc``.
+
+    ``row_id`` and ``origin`` formats are checked by `sync.protocol.validate_changes`.
+    """
 
     collection: CollectionName
-    row_id: RowId
+    row_id: WireRowId
     field: FieldName
     value: msgspec.Raw
     hlc: Stamp
-    origin: NodeIdStr
+    origin: WireNodeId
 
 
 CHANGE_FIELDS = ("collection", "row_id", "field", "value", "hlc", "origin")
 
 
 class PullRequest(msgspec.Struct, tag="pull", tag_field="kind", frozen=True, kw_only=True):
-    """Downstream asks for the upstream's changes after ``cursor`` that its scope admits."""
+    """Downstream asks for the upstream's field states stored after ``since``,
+    reading rows after ``cursor`` (see `sync.protocol` for the two numbers)."""
 
     node: NodeIdStr
     store_id: StoreId | None = None
+    since: Seq = 0
     cursor: Seq = 0
     limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
 
 
 class ChangesPage(msgspec.Struct, tag="changes", tag_field="kind", frozen=True, kw_only=True):
-    """One bounded page of changes; pass ``cursor`` back to continue."""
+    """One bounded page of changes. Pass ``since`` and ``cursor`` back to continue;
+    when ``more`` is false the run is complete and ``cursor`` becomes the next ``since``."""
 
     node: NodeIdStr
     store_id: StoreId
     changes: list[Change]
+    since: Seq
     cursor: Seq
     high: Seq
     more: bool
@@ -77,16 +84,19 @@ class ChangesPage(msgspec.Struct, tag="changes", tag_field="kind", frozen=True, 
 
 
 class PushBatch(msgspec.Struct, tag="push", tag_field="kind", frozen=True, kw_only=True):
-    """Downstream's own changes in the sequence range (``from_seq``, ``to_seq``]."""
+    """Downstream's own field states stored after ``since``, in its rows numbered
+    (``from_seq``, ``to_seq``]; ``more`` is false on the last batch of a run."""
 
     node: NodeIdStr
     store_id: StoreId
+    since: Seq
     from_seq: Seq
     to_seq: Seq
     changes: list[Change]
+    more: bool = False
 
 
-class RefusedChange(msgspec.Struct, frozen=True, array_like=True):
+class RefusedChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A change of a push that was not merged: its index in the batch and a reason code."""
 
     index: int
@@ -94,10 +104,12 @@ class RefusedChange(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Ack(msgspec.Struct, tag="ack", tag_field="kind", frozen=True, kw_only=True):
-    """Upstream's answer to a push: everything through ``acked_through`` is stored."""
+    """Upstream's answer to a push: it now holds the batch, and records the sender's
+    run as (``acked_since``, ``acked_through``)."""
 
     node: NodeIdStr
     store_id: StoreId
+    acked_since: Seq
     acked_through: Seq
     applied: int
     superseded: int

@@ -124,26 +124,29 @@ class UnknownNodeError(SyncError):
 
 
 class ReplayedBatchError(SyncError):
-    """A push batch covers only changes this node has already acknowledged, or skips some.
+    """A push covers only what this node already acknowledged, or leaves a gap after it.
 
-    ``acked_through`` tells the sender where to resume: it rewinds or advances its
-    push cursor to it and sends again.
+    (``acked_since``, ``acked_through``) tell the sender where to resume: it sets
+    its push cursor to them and sends again.
     """
 
     code = "replayed_batch"
 
-    def __init__(self, node_id: str, from_seq: int, to_seq: int, acked_through: int) -> None:
+    def __init__(
+        self, node_id: str, from_seq: int, to_seq: int, acked_since: int, acked_through: int
+    ) -> None:
         self.node_id = node_id
         self.from_seq = from_seq
         self.to_seq = to_seq
+        self.acked_since = acked_since
         self.acked_through = acked_through
         if to_seq <= acked_through:
             what = f"was already acknowledged (through {acked_through})"
         else:
-            what = f"starts after {from_seq}, leaving a gap after the acknowledged {acked_through}"
+            what = f"leaves a gap after the acknowledged {acked_through}"
         super().__init__(
-            f"Push of changes ({from_seq}, {to_seq}] from `{node_id}` {what}; "
-            f"resume from {acked_through}"
+            f"Push of rows ({from_seq}, {to_seq}] from `{node_id}` {what}; "
+            f"resume from since={acked_since}, cursor={acked_through}"
         )
 
     def details(self) -> dict[str, object]:
@@ -151,6 +154,7 @@ class ReplayedBatchError(SyncError):
             "node_id": self.node_id,
             "from_seq": self.from_seq,
             "to_seq": self.to_seq,
+            "acked_since": self.acked_since,
             "acked_through": self.acked_through,
         }
 
@@ -218,7 +222,9 @@ def rebuild_error(status: int, code: str, message: str, details: dict[str, objec
 
     match code:
         case "replayed_batch":
-            return ReplayedBatchError(s("node_id"), i("from_seq"), i("to_seq"), i("acked_through"))
+            return ReplayedBatchError(
+                s("node_id"), i("from_seq"), i("to_seq"), i("acked_since"), i("acked_through")
+            )
         case "version_mismatch":
             # the peer's "ours" is our "theirs"
             return VersionMismatchError(s("what"), i("theirs"), i("ours"))

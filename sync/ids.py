@@ -14,11 +14,14 @@ from msgspec import Meta
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+ROW_ID_PATTERN = r"^([0-9A-HJKMNP-TV-Z]{26}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9.-]{0,62}$"
+
 #: A row id: a ULID, or a UUID (v7 recommended) in its canonical text form.
 RowId = Annotated[
     str,
     Meta(
-        pattern=r"^([0-9A-HJKMNP-TV-Z]{26}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$",
+        pattern=ROW_ID_PATTERN,
         description="ULID or UUID (v7), created at any node",
         examples=["01JD0QK2M6X3Z1V9A8B7C6D5E4"],
     ),
@@ -27,8 +30,13 @@ RowId = Annotated[
 #: A node id: lowercase letters, digits, dots and dashes (``hq``, ``branch-a``, ``branch-a.m17``).
 NodeIdStr = Annotated[
     str,
-    Meta(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", description="node id", examples=["branch-a"]),
+    Meta(pattern=NODE_ID_PATTERN, description="node id", examples=["branch-a"]),
 ]
+
+# The sync wire checks these formats once per distinct id (`sync.protocol`), not
+# once per change in the decoder: a batch repeats each row id once per field.
+WireRowId = Annotated[str, Meta(min_length=1, max_length=36, extra_json_schema={"pattern": ROW_ID_PATTERN})]
+WireNodeId = Annotated[str, Meta(min_length=1, max_length=63, extra_json_schema={"pattern": NODE_ID_PATTERN})]
 
 NodeId = NewType("NodeId", str)
 

@@ -30,7 +30,7 @@ _encoder = msgspec.msgpack.Encoder(order="deterministic")
 encode_value = _encoder.encode
 
 
-class FieldState(msgspec.Struct, frozen=True, array_like=True):
+class FieldState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """The replicated state of one field: canonical msgpack value, stamp, origin."""
 
     raw: bytes

@@ -4,14 +4,25 @@ Nothing here touches a socket or a database. The replicator (downstream side) an
 the responder (upstream side) call these functions and do the I/O themselves, the
 way automerge's ``sync.rs`` separates deciding from sending.
 
-A link between two nodes keeps one cursor per direction:
+Every node numbers each field state it stores with its own local sequence, and
+a row carries the greatest number of its fields. A link reads the other side's
+rows in that order, so each direction keeps a cursor of two numbers:
 
-* pull: the upstream's local sequence number up to which the downstream holds
-  everything its scope admits (it belongs to one upstream store, named by its
-  ``store_id``; a different store id resets it to 0);
-* push: the downstream's own sequence number up to which the upstream has
-  acknowledged its changes (the upstream also remembers it, as ``acked_through``,
-  and answers a replayed or gapped push with where to resume).
+* ``since``: every field state numbered up to it has been delivered;
+* ``cursor``: the run that delivers the states after ``since`` has read the rows
+  numbered up to it.
+
+A run sends, for each row numbered after ``cursor``, its fields numbered after
+``since``. When it reaches the end (``more`` is false), ``since`` moves up to
+``cursor``. A run cut half-way resumes where it stopped, with the same
+``since``; one cursor alone could not, because a row read later may hold a field
+numbered before the row where a page ended.
+
+* pull: the upstream's numbers; they belong to one upstream store (``store_id``),
+  and a different store resets them to 0;
+* push: the downstream's own numbers; the upstream remembers them as
+  (``acked_since``, ``acked_through``) and answers a replayed or gapped push with
+  where to resume.
 
 Cursors move in the same transaction as the changes they cover, so a pull cut
 half-way resumes from the last page stored and an acknowledged push is never lost.
@@ -19,12 +30,15 @@ half-way resumes from the last page stored and an acknowledged push is never los
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
 from sync.changes import Change, ChangesPage, PullRequest, PushBatch, describe_validation_error
 from sync.errors import (
+    ClockDriftError,
     MalformedBatchError,
     OversizedBatchError,
     ReplayedBatchError,
@@ -32,16 +46,22 @@ from sync.errors import (
     VersionMismatchError,
 )
 from sync.hlc import Clock
+from sync.ids import NODE_ID_PATTERN, ROW_ID_PATTERN
 from sync.merge import FieldState, encode_value
 from sync.schema import COLLECTIONS, SCHEMA_VERSION, FieldSpec
 
 
-class Incoming(msgspec.Struct, frozen=True, array_like=True):
-    """A change that passed validation: its field, row, canonical state and batch index."""
+_ROW_ID = re.compile(ROW_ID_PATTERN)
+_NODE_ID = re.compile(NODE_ID_PATTERN)
+
+
+class Incoming(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A change that passed validation: field, row, canonical state, decoded value, batch index."""
 
     spec: FieldSpec
     row_id: str
     state: FieldState
+    value: Any
     index: int
 
 
@@ -61,10 +81,31 @@ def validate_changes(
     `ClockDriftError` (stamped too far in the future) and `UnknownNodeError`
     (an origin the sender may not speak for). Error messages hold no values.
     """
+    if not changes:
+        return []
+    # one clock reading for the batch; find the offending change only on failure
+    newest = max(c.hlc for c in changes)
+    try:
+        clock.check(newest)
+    except ClockDriftError:
+        for i, change in enumerate(changes):
+            clock.check(change.hlc, f"{path}[{i}].hlc")
+        raise
+    for origin in {c.origin for c in changes}:
+        bad_format = _NODE_ID.match(origin) is None
+        if bad_format or (origin_allowed is not None and not origin_allowed(origin)):
+            index = next(j for j, c in enumerate(changes) if c.origin == origin)
+            if bad_format:
+                raise MalformedBatchError("Expected a node id (lowercase letters, digits, dots, dashes)", f"{path}[{index}].origin")
+            raise UnknownNodeError(origin, f"{path}[{index}].origin")
+    for row_id in {c.row_id for c in changes}:
+        if _ROW_ID.match(row_id) is None:
+            index = next(j for j, c in enumerate(changes) if c.row_id == row_id)
+            raise MalformedBatchError("Expected a ULID or UUID row id", f"{path}[{index}].row_id")
     out: list[Incoming] = []
     append = out.append
     collections = COLLECTIONS
-    check = clock.check
+    encode = encode_value
     for i, change in enumerate(changes):
         spec = collections[change.collection].fields.get(change.field)
         if spec is None:
@@ -77,18 +118,15 @@ def validate_changes(
         except msgspec.DecodeError as exc:
             reason, where = describe_validation_error(exc, f"{path}[{i}].value")
             raise MalformedBatchError(f"{reason} for `{change.collection}.{change.field}`", where) from None
-        check(change.hlc, f"{path}[{i}].hlc")
-        if origin_allowed is not None and not origin_allowed(change.origin):
-            raise UnknownNodeError(change.origin, f"{path}[{i}].origin")
-        append(Incoming(spec, change.row_id, FieldState(encode_value(value), change.hlc, change.origin), i))
+        append(Incoming(spec, change.row_id, FieldState(encode(value), change.hlc, change.origin), value, i))
     return out
 
 
 # ---------------------------------------------------------------- upstream side
 
 
-def pull_start(request: PullRequest, peer_schema: int, *, store_id: str, high: int) -> int:
-    """Where to start serving a pull: the requester's cursor, or 0 if it is not ours.
+def pull_start(request: PullRequest, peer_schema: int, *, store_id: str, high: int) -> tuple[int, int]:
+    """(since, cursor) to serve a pull from: the requester's, or (0, 0) if not ours.
 
     A cursor into another store (the upstream was rebuilt) or beyond this store's
     high-water mark (restored from an older copy) cannot be trusted, so the
@@ -98,21 +136,35 @@ def pull_start(request: PullRequest, peer_schema: int, *, store_id: str, high: i
     """
     if peer_schema < SCHEMA_VERSION:
         raise VersionMismatchError("schema", SCHEMA_VERSION, peer_schema)
-    if request.store_id != store_id or request.cursor > high:
-        return 0
-    return request.cursor
+    if request.store_id != store_id or request.cursor > high or request.since > request.cursor:
+        return 0, 0
+    return request.since, request.cursor
 
 
-def check_push(batch: PushBatch, *, acked_through: int, max_changes: int) -> None:
-    """Refuse a push that is malformed, too large, replayed or leaves a gap."""
-    if batch.from_seq > batch.to_seq:
-        raise MalformedBatchError("from_seq is greater than to_seq", "$.from_seq")
+def check_push(batch: PushBatch, *, acked_since: int, acked_through: int, max_changes: int) -> None:
+    """Refuse a push that is malformed, too large, replayed or leaves a gap.
+
+    A replay holds only rows this node acknowledged already (a resend after a
+    lost answer). A gap assumes more delivered than this node acknowledged (it
+    was restored from an older copy, say). Both are answered with
+    (``acked_since``, ``acked_through``), where the sender resumes.
+    """
+    if batch.from_seq > batch.to_seq or batch.since > batch.from_seq:
+        raise MalformedBatchError("Expected since <= from_seq <= to_seq", "$.from_seq")
     if len(batch.changes) > max_changes:
         raise OversizedBatchError("change count", len(batch.changes), max_changes)
-    if batch.to_seq <= acked_through and batch.to_seq > 0:
-        raise ReplayedBatchError(batch.node, batch.from_seq, batch.to_seq, acked_through)
-    if batch.from_seq > acked_through:
-        raise ReplayedBatchError(batch.node, batch.from_seq, batch.to_seq, acked_through)
+    replay = 0 < batch.to_seq <= acked_through
+    gap = batch.from_seq > acked_through or batch.since > acked_since
+    if replay or gap:
+        raise ReplayedBatchError(batch.node, batch.from_seq, batch.to_seq, acked_since, acked_through)
+
+
+def acked_after(batch: PushBatch, *, acked_since: int) -> tuple[int, int]:
+    """(``acked_since``, ``acked_through``) once ``batch`` is stored: the end of a
+    run delivers every state up to ``to_seq``; a page within one, its rows only."""
+    if batch.more:
+        return max(acked_since, batch.since), batch.to_seq
+    return batch.to_seq, batch.to_seq
 
 
 def origin_checker(sender: str, below: set[str]) -> Callable[[str], bool]:
@@ -129,14 +181,18 @@ def require_known(node: str, known: bool) -> None:
 # ---------------------------------------------------------------- downstream side
 
 
-def next_pull(node: str, *, peer_store_id: str | None, cursor: int, limit: int) -> PullRequest:
-    return PullRequest(node=node, store_id=peer_store_id, cursor=cursor, limit=limit)
+def next_pull(node: str, *, peer_store_id: str | None, since: int, cursor: int, limit: int) -> PullRequest:
+    return PullRequest(node=node, store_id=peer_store_id, since=since, cursor=cursor, limit=limit)
 
 
-def page_resets_cursor(page: ChangesPage, *, peer_store_id: str | None) -> bool:
-    """True when the page comes from another upstream store than the cursor's."""
-    return peer_store_id is not None and page.store_id != peer_store_id
+def after_page(page: ChangesPage) -> tuple[int, int]:
+    """The pull cursor (since, cursor) once ``page`` is stored."""
+    return (page.cursor, page.cursor) if not page.more else (page.since, page.cursor)
 
 
-def next_push(node: str, *, store_id: str, cursor: int, changes: list[Change], to_seq: int) -> PushBatch:
-    return PushBatch(node=node, store_id=store_id, from_seq=cursor, to_seq=to_seq, changes=changes)
+def next_push(
+    node: str, *, store_id: str, since: int, cursor: int, changes: list[Change], to_seq: int, more: bool
+) -> PushBatch:
+    return PushBatch(
+        node=node, store_id=store_id, since=since, from_seq=cursor, to_seq=to_seq, changes=changes, more=more
+    )

@@ -35,7 +35,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -48,12 +48,13 @@ from sync.errors import (
     SyncError,
     VersionMismatchError,
 )
-from sync.protocol import next_pull, next_push, validate_changes
+from sync.protocol import after_page, next_pull, next_push, validate_changes
 from sync.store import ReplicaStore
 
 log = logging.getLogger(__name__)
 
 Route = Literal["pull", "push"]
+_M = TypeVar("_M", Ack, ChangesPage)
 
 
 class Transport(Protocol):
@@ -157,13 +158,23 @@ class Replicator:
         while True:
             link = await store.link(self.upstream)
             assert link is not None
-            page = await store.changes_after(link.push_cursor, limit=self.push_limit, exclude_src=self.upstream)
+            since, cursor = link.push_since, link.push_cursor
+            page = await store.changes_after(since, cursor, limit=self.push_limit, exclude_src=self.upstream)
             if not page.changes:
-                if page.cursor > link.push_cursor:
-                    await store.set_push_cursor(self.upstream, page.cursor)
-                return
+                if not page.more:
+                    if (page.cursor, page.cursor) != (since, cursor):
+                        await store.set_push_cursor(self.upstream, since=page.cursor, cursor=page.cursor)
+                    return
+                await store.set_push_cursor(self.upstream, since=since, cursor=page.cursor)
+                continue
             batch = next_push(
-                store.node_id, store_id=store.store_id, cursor=link.push_cursor, changes=page.changes, to_seq=page.cursor
+                store.node_id,
+                store_id=store.store_id,
+                since=since,
+                cursor=cursor,
+                changes=page.changes,
+                to_seq=page.cursor,
+                more=page.more,
             )
             try:
                 ack = self._expect(
@@ -176,11 +187,18 @@ class Replicator:
                     raise
                 log.warning(
                     "sync.push resume",
-                    extra={"peer": self.upstream, "from": link.push_cursor, "to": exc.acked_through},
+                    extra={"peer": self.upstream, "from": cursor, "since": exc.acked_since, "to": exc.acked_through},
                 )
-                await store.set_push_cursor(self.upstream, min(exc.acked_through, page.cursor))
+                high = await store.high_seq()
+                if exc.acked_through > high:
+                    # this copy is older than what the upstream holds from us:
+                    # number new writes after it so they are not taken for replays
+                    await store.raise_seq(exc.acked_through)
+                await store.set_push_cursor(self.upstream, since=exc.acked_since, cursor=exc.acked_through)
                 continue
-            await store.record_push_ack(self.upstream, cursor=min(ack.acked_through, page.cursor), sent=len(page.changes))
+            await store.record_push_ack(
+                self.upstream, since=ack.acked_since, cursor=ack.acked_through, sent=len(page.changes)
+            )
             report.pushed += len(page.changes)
             report.push_batches += 1
             report.refused_upstream += len(ack.refused)
@@ -206,7 +224,11 @@ class Replicator:
             link = await store.link(self.upstream)
             assert link is not None
             request = next_pull(
-                store.node_id, peer_store_id=link.peer_store_id, cursor=link.pull_cursor, limit=self.page_limit
+                store.node_id,
+                peer_store_id=link.peer_store_id,
+                since=link.pull_since,
+                cursor=link.pull_cursor,
+                limit=self.page_limit,
             )
             page = self._expect(await self.transport("pull", encode_frame(request, compress=self.compress)), ChangesPage)
             if page.node != self.upstream:
@@ -219,8 +241,9 @@ class Replicator:
                     extra={"peer": self.upstream, "old": link.peer_store_id, "new": page.store_id},
                 )
             incoming = validate_changes(page.changes, clock=store.clock)
+            since, cursor = after_page(page)
             applied = await store.apply_pulled(
-                incoming, peer=self.upstream, peer_store_id=page.store_id, cursor=page.cursor
+                incoming, peer=self.upstream, peer_store_id=page.store_id, since=since, cursor=cursor
             )
             report.pulled += len(page.changes)
             report.pull_pages += 1
@@ -233,7 +256,7 @@ class Replicator:
             if not page.more:
                 return
 
-    def _expect(self, data: bytes, kind: type) -> object:
+    def _expect(self, data: bytes, kind: type[_M]) -> _M:
         message, _ = decode_frame(data, max_body_bytes=self.max_body_bytes)
         if not isinstance(message, kind):
             raise MalformedBatchError(f"Expected `{kind.__name__}` from the upstream", "$.kind")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, decode_frame, encode_frame
 from sync.errors import MalformedBatchError
-from sync.protocol import check_push, origin_checker, pull_start, require_known, validate_changes
+from sync.protocol import acked_after, check_push, origin_checker, pull_start, require_known, validate_changes
 from sync.store import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,19 @@ class Responder:
         require_known(request.node, await store.node(request.node) is not None and request.node != store.node_id)
         await store.ensure_link(request.node, "downstream")
         high = await store.high_seq()
-        start = pull_start(request, peer_schema, store_id=store.store_id, high=high)
+        since, cursor = pull_start(request, peer_schema, store_id=store.store_id, high=high)
         limit = min(request.limit, self.limits.max_page_changes)
-        page = await store.changes_after(start, limit=limit, exclude_src=request.node)
-        await store.record_served(request.node, cursor=page.cursor, sent=len(page.changes))
+        page = await store.changes_after(since, cursor, limit=limit, exclude_src=request.node)
+        await store.record_served(request.node, cursor=page.cursor, sent=len(page.changes), complete=not page.more)
         log.info(
             "sync.pull served",
-            extra={"peer": request.node, "from": start, "to": page.cursor, "changes": len(page.changes)},
+            extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes)},
         )
         return ChangesPage(
             node=store.node_id,
             store_id=store.store_id,
             changes=page.changes,
+            since=since,
             cursor=page.cursor,
             high=page.high,
             more=page.more,
@@ -86,14 +87,24 @@ class Responder:
             # a new store at that node (first contact, or rebuilt): it starts from 0
             await store.reset_peer(batch.node, batch.store_id)
             link = await store.ensure_link(batch.node, "downstream")
-        check_push(batch, acked_through=link.acked_through, max_changes=self.limits.max_push_changes)
+        check_push(
+            batch,
+            acked_since=link.acked_since,
+            acked_through=link.acked_through,
+            max_changes=self.limits.max_push_changes,
+        )
         incoming = validate_changes(
             batch.changes,
             clock=store.clock,
             origin_allowed=origin_checker(batch.node, await store.descendants(batch.node)),
         )
+        acked_since, acked_through = acked_after(batch, acked_since=link.acked_since)
         report = await store.apply_pushed(
-            incoming, peer=batch.node, peer_store_id=batch.store_id, to_seq=batch.to_seq
+            incoming,
+            peer=batch.node,
+            peer_store_id=batch.store_id,
+            acked_since=acked_since,
+            acked_through=acked_through,
         )
         log.info(
             "sync.push applied",
@@ -122,7 +133,8 @@ class Responder:
         return Ack(
             node=store.node_id,
             store_id=store.store_id,
-            acked_through=batch.to_seq,
+            acked_since=acked_since,
+            acked_through=acked_through,
             applied=report.applied,
             superseded=report.superseded,
             refused=report.refused,

@@ -32,7 +32,11 @@ class ApplyReport(msgspec.Struct, frozen=True):
 
 
 class Page(msgspec.Struct, frozen=True):
-    """Stored changes after a cursor; ``cursor`` is where the next page starts."""
+    """Stored changes after a cursor; ``cursor`` is where the next page starts.
+
+    When ``more`` is false the run is complete: ``cursor`` (= ``high``) becomes
+    the next run's ``since``.
+    """
 
     changes: list[Change]
     cursor: int
@@ -46,8 +50,11 @@ class LinkState(msgspec.Struct, kw_only=True):
     peer: str
     direction: str
     peer_store_id: str | None = None
+    pull_since: int = 0
     pull_cursor: int = 0
+    push_since: int = 0
     push_cursor: int = 0
+    acked_since: int = 0
     acked_through: int = 0
     served_cursor: int = 0
     last_ok_ms: int | None = None
@@ -74,14 +81,14 @@ class ReplicaStore(Protocol):
     async def write_local(self, edits: list[Edit]) -> list[Change]: ...
 
     async def apply_pulled(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, cursor: int
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, since: int, cursor: int
     ) -> ApplyReport: ...
 
     async def apply_pushed(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, to_seq: int
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, acked_since: int, acked_through: int
     ) -> ApplyReport: ...
 
-    async def changes_after(self, cursor: int, *, limit: int, exclude_src: str) -> Page: ...
+    async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page: ...
 
     async def high_seq(self) -> int: ...
 
@@ -89,17 +96,19 @@ class ReplicaStore(Protocol):
 
     async def ensure_link(self, peer: str, direction: str) -> LinkState: ...
 
-    async def record_push_ack(self, peer: str, *, cursor: int, sent: int) -> None: ...
+    async def record_push_ack(self, peer: str, *, since: int, cursor: int, sent: int) -> None: ...
 
-    async def set_push_cursor(self, peer: str, cursor: int) -> None: ...
+    async def set_push_cursor(self, peer: str, *, since: int, cursor: int) -> None: ...
 
-    async def record_served(self, peer: str, *, cursor: int, sent: int) -> None: ...
+    async def record_served(self, peer: str, *, cursor: int, sent: int, complete: bool) -> None: ...
+
+    async def raise_seq(self, seq: int) -> None: ...
 
     async def reset_peer(self, peer: str, peer_store_id: str) -> None: ...
 
     async def record_link_error(self, peer: str, error: str) -> None: ...
 
-    async def pending_count(self, cursor: int, *, exclude_src: str) -> int: ...
+    async def pending_count(self, since: int, cursor: int, *, exclude_src: str) -> int: ...
 
     async def links(self) -> list[LinkState]: ...
 

@@ -1,17 +1,20 @@
 """SQLite tables, derived from `sync.schema`.
 
-Two kinds of table hold the replicated data:
+Each collection has one table (``customers``, ``tasks``, ...) with one row per
+entity:
 
-* ``changes``: the merge state of every field of every row (canonical msgpack
-  value, HLC stamp, origin), numbered with this node's local sequence ``seq``.
-  It is the source of truth for merging and answers "changes after cursor N".
-  ``src`` names the peer that delivered the stored state ('' when it was written
-  or merged here), so a link never echoes a peer's own changes back to it.
-* one table per collection (``customers``, ``tasks``, ...): the materialized
-  values, one column per field, for queries. Sets hold a JSON array of their
-  members, counters their sum, PII columns sealed ciphertext.
+* one column per field, holding its plain value for queries: sets as a JSON
+  array of their members, counters as their sum, PII as sealed ciphertext;
+* ``_state``: the merge state of every field, msgpack
+  ``{field: [value, hlc, origin, seq, src]}`` with the canonical value, the HLC
+  stamp and origin of the write, the local sequence number ``seq`` given when the
+  state was stored here, and ``src``, the peer that delivered it ('' when written
+  or merged here), so that a link never echoes a peer's own changes back to it;
+* ``_seq``: the greatest ``seq`` of the row's fields, indexed: "changes after
+  cursor N" reads rows in ``_seq`` order.
 
-Both are written in the same transaction.
+One row per entity rather than one per field keeps a 100,000-customer sync at
+100,000 row writes instead of a million.
 """
 
 from __future__ import annotations
@@ -28,25 +31,15 @@ CREATE TABLE meta (
     value ANY
 ) WITHOUT ROWID, STRICT;
 
-CREATE TABLE changes (
-    collection TEXT    NOT NULL,
-    row_id     TEXT    NOT NULL,
-    field      TEXT    NOT NULL,
-    value      BLOB    NOT NULL,
-    hlc        INTEGER NOT NULL,
-    origin     TEXT    NOT NULL,
-    seq        INTEGER NOT NULL,
-    src        TEXT    NOT NULL DEFAULT '',
-    PRIMARY KEY (collection, row_id, field)
-) WITHOUT ROWID, STRICT;
-CREATE INDEX changes_by_seq ON changes (seq);
-
 CREATE TABLE links (
     peer           TEXT PRIMARY KEY,
     direction      TEXT NOT NULL CHECK (direction IN ('upstream', 'downstream')),
     peer_store_id  TEXT,
+    pull_since     INTEGER NOT NULL DEFAULT 0,
     pull_cursor    INTEGER NOT NULL DEFAULT 0,
+    push_since     INTEGER NOT NULL DEFAULT 0,
     push_cursor    INTEGER NOT NULL DEFAULT 0,
+    acked_since    INTEGER NOT NULL DEFAULT 0,
     acked_through  INTEGER NOT NULL DEFAULT 0,
     served_cursor  INTEGER NOT NULL DEFAULT 0,
     last_ok_ms     INTEGER,
@@ -81,17 +74,22 @@ def _sql_literal(spec: FieldSpec) -> str:
 
 
 def collection_table(spec: CollectionSpec) -> str:
-    """CREATE TABLE for the materialized rows of one collection."""
-    columns = ["    row_id TEXT PRIMARY KEY"]
+    """CREATE TABLE (and the ``_seq`` index) for one collection."""
+    columns = ["    row_id TEXT NOT NULL PRIMARY KEY"]
     for f in spec.fields.values():
         not_null = "" if f.nullable else " NOT NULL"
         columns.append(f"    {f.name} {f.sql_type}{not_null} DEFAULT {_sql_literal(f)}")
-    return f"CREATE TABLE {spec.name} (\n" + ",\n".join(columns) + "\n) WITHOUT ROWID;\n"
+    columns.append("    _seq INTEGER NOT NULL")
+    columns.append("    _state BLOB NOT NULL")
+    return (
+        f"CREATE TABLE {spec.name} (\n" + ",\n".join(columns) + "\n);\n"
+        f"CREATE INDEX {spec.name}__seq ON {spec.name} (_seq);\n"
+    )
 
 
 def schema_ddl() -> str:
     """The whole schema of a new store."""
-    return CORE_TABLES + "\n".join(collection_table(c) for c in COLLECTIONS.values())
+    return CORE_TABLES + "".join(collection_table(c) for c in COLLECTIONS.values())
 
 
 def column_value(spec: FieldSpec, value: object) -> object:

@@ -45,7 +45,9 @@ async def add_missing_columns(conn: aiosqlite.Connection) -> list[str]:
         async with conn.execute(f"PRAGMA table_info({spec.name})") as cur:
             have = {row[1] for row in await cur.fetchall()}
         if not have:
-            await conn.execute(collection_table(spec))
+            for statement in collection_table(spec).split(";"):
+                if statement.strip():
+                    await conn.execute(statement)
             added.append(spec.name)
             continue
         for f in spec.fields.values():

@@ -1,28 +1,34 @@
-"""The SQLite replica store (aiosqlite, WAL).
+"""The SQLite replica store (aiosqlite, WAL), one row per entity.
 
-One file per node. Every batch is merged and stored in one ``BEGIN IMMEDIATE``
-transaction together with the cursor it advances, so a crash at any point leaves
-either the whole batch and its cursor or neither. ``synchronous=FULL`` makes a
-committed (and therefore acknowledged) batch survive power loss as well as
-``kill -9``.
+One file per node. Each collection's table holds a row per entity with its
+materialized columns and ``_state``, the merge state of every field (see
+`sync.store.ddl`). Applying a batch loads the states of the rows it touches,
+merges field by field in Python (`sync.merge`), and upserts each changed row
+once, all in one ``BEGIN IMMEDIATE`` transaction together with the link cursor
+it advances: a crash at any point leaves either the whole batch and its cursor or
+neither. ``synchronous=FULL`` makes a committed (and so acknowledged) batch
+survive power loss as well as ``kill -9``.
+
+Each row write in a transaction takes the next local sequence number; the row's
+changed fields carry it and ``_seq`` is the greatest. ``meta.seq`` only grows,
+even when rows are later purged, so a cursor never meets a reused number. It is
+read inside each write transaction, so two processes on one file (``outpost
+serve`` and ``outpost sync``) still number correctly; the HLC's last stamp is
+kept beside it for the same reason.
 
 Two connections: a writer, and a reader for pulls, digests and status, so that
 serving a pull never waits behind a long apply (WAL gives readers a snapshot).
-
-The local sequence lives in ``meta.seq`` and only grows, even when rows are later
-purged, so a cursor never meets a reused number. It is read inside each write
-transaction, so two processes on one file (``outpost serve`` and ``outpost
-sync``) still number changes correctly; the HLC's last stamp is kept beside it
-for the same reason.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +48,18 @@ from sync.store.errors import StoreExistsError, StoreMissingError, StoreOwnerErr
 from sync.store.migrations import LAYOUT_VERSION, add_missing_columns, migrate
 
 _LINK_COLUMNS = tuple(LinkState.__struct_fields__)
-_Key = tuple[str, str, str]
 
-#: row ids per `json_each` lookup of current states
+#: one field's stored state: (canonical value, hlc, origin, local seq, source peer)
+Entry = tuple[bytes, int, str, int, str]
+Doc = dict[str, Entry]
+_RowKey = tuple[str, str]
+
+_decode_doc = msgspec.msgpack.Decoder(Doc).decode
+_encode_doc = msgspec.msgpack.Encoder().encode
+
+#: merge types whose column differs from the wire value
+_MATERIALIZED = frozenset({"add_wins_set", "counter"})
+#: row ids per `json_each` lookup of stored states
 _LOOKUP_CHUNK = 2_000
 
 
@@ -57,6 +72,17 @@ async def _connect(path: str) -> aiosqlite.Connection:
     await conn.execute("PRAGMA cache_size = -32768")  # 32 MiB
     await conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+class _Batch:
+    """The rows one write transaction touches: their docs and what changed in them."""
+
+    __slots__ = ("docs", "dirty")
+
+    def __init__(self, docs: dict[_RowKey, Doc]) -> None:
+        self.docs = docs
+        #: row -> {field: column value}
+        self.dirty: dict[_RowKey, dict[str, Any]] = {}
 
 
 class SqliteStore:
@@ -95,7 +121,7 @@ class SqliteStore:
     ) -> SqliteStore:
         """Create a new store for ``node_id`` (raises `StoreExistsError` if one is there)."""
         path = str(path)
-        if path != ":memory:" and Path(path).exists() and Path(path).stat().st_size > 0:
+        if Path(path).exists() and Path(path).stat().st_size > 0:
             raise StoreExistsError(path)
         conn = await _connect(path)
         try:
@@ -131,7 +157,7 @@ class SqliteStore:
         node) or `StoreVersionError` (written by a newer Outpost).
         """
         path = str(path)
-        if path != ":memory:" and not Path(path).exists():
+        if not Path(path).exists():
             raise StoreMissingError(path)
         writer = await _connect(path)
         try:
@@ -175,99 +201,121 @@ class SqliteStore:
         if not edits:
             return []
         specs = [spec_of(e) for e in edits]
+        changes: list[Change] = []
         await self._w.execute("BEGIN IMMEDIATE")
         try:
             seq, hlc_high = await self._seq_and_hlc()
             self.clock.last = max(self.clock.last, hlc_high)
             stamp = self.clock.send()
-            current = await self._current_states([(s.collection, e.row_id) for s, e in zip(specs, edits)])
-            winners: dict[_Key, tuple[FieldState, str, FieldSpec]] = {}
+            batch = await self._load([(s.collection, e.row_id) for s, e in zip(specs, edits)])
             for spec, edit in zip(specs, edits):
-                key = (spec.collection, edit.row_id, spec.name)
-                cur = current.get(key)
+                key = (spec.collection, edit.row_id)
+                entry = batch.docs[key].get(spec.name)
+                cur = None if entry is None else FieldState(entry[0], entry[1], entry[2])
                 new = edit_state(spec, cur, edit, stamp, self.node_id)
-                if new is cur:
-                    continue
-                current[key] = new
-                winners[key] = (new, "", spec)
-            seq = await self._store_winners(winners, seq)
+                if new is not cur:
+                    self._stage(batch, key, spec, new, "", _UNDECODED)
+            seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, stamp)
             await self._w.execute("COMMIT")
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
-        return [
-            Change(k[0], k[1], k[2], msgspec.Raw(state.raw), state.hlc, state.origin)
-            for k, (state, _, _) in winners.items()
-        ]
+        for (collection, row_id), fields in batch.dirty.items():
+            doc = batch.docs[(collection, row_id)]
+            for name in fields:
+                raw, hlc, origin, _, _ = doc[name]
+                changes.append(Change(collection, row_id, name, msgspec.Raw(raw), hlc, origin))  # type: ignore[arg-type]
+        return changes
 
     async def apply_pulled(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, cursor: int
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, since: int, cursor: int
     ) -> ApplyReport:
         """Merge a page pulled from ``peer`` and move the pull cursor, in one transaction.
 
-        Local states not yet pushed (``seq`` after the push cursor) that the page
-        overrides or beats count as conflicts.
+        Local states not yet pushed (numbered after the push ``since``) that the
+        page meets with another value count as conflicts.
         """
         link = await self.link(peer)
-        unseen_after = link.push_cursor if link is not None else 0
+        unseen_after = link.push_since if link is not None else 0
 
         async def advance() -> None:
             await self._w.execute(
-                "UPDATE links SET pull_cursor = ?, peer_store_id = ?, last_ok_ms = ?, "
+                "UPDATE links SET pull_since = ?, pull_cursor = ?, peer_store_id = ?, last_ok_ms = ?, "
                 "last_error = NULL, changes_in = changes_in + ? WHERE peer = ?",
-                (cursor, peer_store_id, self.clock.now_ms(), len(incoming), peer),
+                (since, cursor, peer_store_id, self.clock.now_ms(), len(incoming), peer),
             )
 
         return await self._apply(incoming, src=peer, link_update=advance, unseen_after=unseen_after)
 
     async def apply_pushed(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, to_seq: int
+        self,
+        incoming: list[Incoming],
+        *,
+        peer: str,
+        peer_store_id: str,
+        acked_since: int,
+        acked_through: int,
     ) -> ApplyReport:
         """Merge a push from ``peer`` and record it as acknowledged, in one transaction.
 
-        States stored here after the last page served to ``peer`` are ones it had
-        not seen: a different value there counts as a conflict.
+        States stored here after the last complete run served to ``peer`` are ones
+        it had not seen: meeting another value there counts as a conflict.
         """
         link = await self.link(peer)
         unseen_after = link.served_cursor if link is not None else 0
 
         async def acknowledge() -> None:
             await self._w.execute(
-                "UPDATE links SET acked_through = max(acked_through, ?), peer_store_id = ?, last_ok_ms = ?, "
+                "UPDATE links SET acked_since = ?, acked_through = ?, peer_store_id = ?, last_ok_ms = ?, "
                 "last_error = NULL, changes_in = changes_in + ? WHERE peer = ?",
-                (to_seq, peer_store_id, self.clock.now_ms(), len(incoming), peer),
+                (acked_since, acked_through, peer_store_id, self.clock.now_ms(), len(incoming), peer),
             )
 
         return await self._apply(incoming, src=peer, link_update=acknowledge, unseen_after=unseen_after)
 
     async def _apply(
-        self, incoming: list[Incoming], *, src: str, link_update: Any, unseen_after: int
+        self,
+        incoming: list[Incoming],
+        *,
+        src: str,
+        link_update: Callable[[], Any],
+        unseen_after: int,
     ) -> ApplyReport:
+        """Merge ``incoming`` field by field and store the changed rows, in one transaction."""
         applied = superseded = conflicts = 0
         refused: list[RefusedChange] = []
         await self._w.execute("BEGIN IMMEDIATE")
         try:
             seq, hlc_high = await self._seq_and_hlc()
-            unseen: set[_Key] = set()
-            current = await self._current_states(
-                [(i.spec.collection, i.row_id) for i in incoming], unseen, src, unseen_after
-            )
-            winners: dict[_Key, tuple[FieldState, str, FieldSpec]] = {}
+            batch = await self._load([(i.spec.collection, i.row_id) for i in incoming])
+            docs = batch.docs
+            counted: set[tuple[str, str, str]] = set()
             max_hlc = hlc_high
+            stage = self._stage
             for inc in incoming:
                 spec = inc.spec
-                key = (spec.collection, inc.row_id, spec.name)
+                key = (spec.collection, inc.row_id)
                 state = inc.state
-                cur = current.get(key)
-                if key in unseen and cur is not None and cur.raw != state.raw:
-                    conflicts += 1
-                    unseen.discard(key)
-                outcome = merge_for(spec)(cur, state)
+                entry = docs[key].get(spec.name)
+                if entry is None:  # first state of this field here: nothing to merge
+                    stage(batch, key, spec, state, src, inc.value)
+                    applied += 1
+                    if state.hlc > max_hlc:
+                        max_hlc = state.hlc
+                    continue
+                if entry[0] != state.raw and entry[3] > unseen_after and entry[4] != src:
+                    ckey = (key[0], key[1], spec.name)
+                    if ckey not in counted:
+                        counted.add(ckey)
+                        conflicts += 1
+                outcome = merge_for(spec)(FieldState(entry[0], entry[1], entry[2]), state)
                 if type(outcome) is Applied:
                     new = outcome.state
-                    current[key] = new
-                    winners[key] = (new, src if new is state else "", spec)
+                    if new is state:
+                        stage(batch, key, spec, new, src, inc.value)
+                    else:
+                        stage(batch, key, spec, new, "", _UNDECODED)
                     applied += 1
                     if state.hlc > max_hlc:
                         max_hlc = state.hlc
@@ -275,7 +323,7 @@ class SqliteStore:
                     refused.append(RefusedChange(inc.index, outcome.reason))
                 else:
                     superseded += 1
-            seq = await self._store_winners(winners, seq)
+            seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, max_hlc)
             await link_update()
             await self._w.execute("COMMIT")
@@ -285,6 +333,64 @@ class SqliteStore:
         # stamps were drift-checked before the batch; only keep the clock ahead of them
         self.clock.last = max(self.clock.last, max_hlc)
         return ApplyReport(applied, superseded, refused, seq, conflicts)
+
+    @staticmethod
+    def _stage(batch: _Batch, key: _RowKey, spec: FieldSpec, state: FieldState, src: str, value: Any) -> None:
+        """Put a field's new state in its row's doc (seq 0 until `_write` numbers the row)."""
+        batch.docs[key][spec.name] = (state.raw, state.hlc, state.origin, 0, src)
+        if value is _UNDECODED or spec.merge in _MATERIALIZED:
+            value = column_value(spec, materialize(spec, state.raw))
+        elif value is True or value is False:
+            value = int(value)
+        cols = batch.dirty.get(key)
+        if cols is None:
+            batch.dirty[key] = {spec.name: value}
+        else:
+            cols[spec.name] = value
+
+    async def _load(self, rows: list[_RowKey]) -> _Batch:
+        """The stored docs of these rows (empty docs for rows not stored yet)."""
+        by_collection: dict[str, set[str]] = defaultdict(set)
+        for collection, row_id in rows:
+            by_collection[collection].add(row_id)
+        docs: dict[_RowKey, Doc] = {}
+        for collection, row_ids in by_collection.items():
+            ids = list(row_ids)
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                async with self._w.execute(
+                    f"SELECT row_id, _state FROM {collection} "  # collection names come from the schema
+                    "WHERE row_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(ids[i : i + _LOOKUP_CHUNK]),),
+                ) as cur:
+                    for row_id, state in await cur.fetchall():
+                        docs[(collection, row_id)] = _decode_doc(state)
+            for row_id in row_ids:
+                docs.setdefault((collection, row_id), {})
+        return _Batch(docs)
+
+    async def _write(self, batch: _Batch, seq: int) -> int:
+        """Number each changed row (after ``seq``) and upsert it; returns the last seq used.
+
+        Rows are grouped by the set of columns that changed, one statement per group.
+        """
+        shapes: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
+        docs = batch.docs
+        for key, cols in batch.dirty.items():
+            seq += 1
+            doc = docs[key]
+            for name in cols:
+                raw, hlc, origin, _, src = doc[name]
+                doc[name] = (raw, hlc, origin, seq, src)
+            shapes[(key[0], tuple(cols))].append((key[1], *cols.values(), seq, _encode_doc(doc)))
+        for (collection, names), params in shapes.items():
+            placeholders = ", ".join("?" * (len(names) + 3))
+            updates = ", ".join(f"{n} = excluded.{n}" for n in (*names, "_seq", "_state"))
+            await self._w.executemany(
+                f"INSERT INTO {collection} (row_id, {', '.join(names)}, _seq, _state) VALUES ({placeholders}) "
+                f"ON CONFLICT (row_id) DO UPDATE SET {updates}",
+                params,
+            )
+        return seq
 
     async def _seq_and_hlc(self) -> tuple[int, int]:
         async with self._w.execute("SELECT key, value FROM meta WHERE key IN ('seq', 'hlc')") as cur:
@@ -296,66 +402,10 @@ class SqliteStore:
             "UPDATE meta SET value = max(value, ?) WHERE key = ?", [(seq, "seq"), (hlc, "hlc")]
         )
 
-    async def _current_states(
-        self,
-        rows: list[tuple[str, str]],
-        unseen: set[_Key] | None = None,
-        src: str = "",
-        unseen_after: int = 0,
-    ) -> dict[_Key, FieldState]:
-        """Stored states of every field of these rows; fills ``unseen`` with the keys
-        whose state ``src`` did not send and that changed after ``unseen_after``."""
-        by_collection: dict[str, set[str]] = defaultdict(set)
-        for collection, row_id in rows:
-            by_collection[collection].add(row_id)
-        found: dict[_Key, FieldState] = {}
-        for collection, row_ids in by_collection.items():
-            ids = sorted(row_ids)
-            for i in range(0, len(ids), _LOOKUP_CHUNK):
-                async with self._w.execute(
-                    "SELECT row_id, field, value, hlc, origin, seq, src FROM changes "
-                    "WHERE collection = ? AND row_id IN (SELECT value FROM json_each(?))",
-                    (collection, json.dumps(ids[i : i + _LOOKUP_CHUNK])),
-                ) as cur:
-                    for row_id, field, value, hlc, origin, seq, row_src in await cur.fetchall():
-                        key = (collection, row_id, field)
-                        found[key] = FieldState(value, hlc, origin)
-                        if unseen is not None and seq > unseen_after and row_src != src:
-                            unseen.add(key)
-        return found
-
-    async def _store_winners(
-        self, winners: dict[_Key, tuple[FieldState, str, FieldSpec]], seq: int
-    ) -> int:
-        """Write new field states (numbered from ``seq`` + 1) and their materialized rows."""
-        if not winners:
-            return seq
-        params = []
-        rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-        for (collection, row_id, field), (state, src, spec) in winners.items():
-            seq += 1
-            params.append((collection, row_id, field, state.raw, state.hlc, state.origin, seq, src))
-            rows[(collection, row_id)][field] = column_value(spec, materialize(spec, state.raw))
-        await self._w.executemany(
-            "INSERT INTO changes (collection, row_id, field, value, hlc, origin, seq, src) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection, row_id, field) DO UPDATE SET "
-            "value = excluded.value, hlc = excluded.hlc, origin = excluded.origin, "
-            "seq = excluded.seq, src = excluded.src",
-            params,
-        )
-        shapes: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = defaultdict(list)
-        for (collection, row_id), cols in rows.items():
-            names = tuple(cols)
-            shapes[(collection, names)].append((row_id, *cols.values()))
-        for (collection, names), batch in shapes.items():
-            placeholders = ", ".join("?" * (len(names) + 1))
-            updates = ", ".join(f"{n} = excluded.{n}" for n in names)
-            await self._w.executemany(
-                f"INSERT INTO {collection} (row_id, {', '.join(names)}) VALUES ({placeholders}) "
-                f"ON CONFLICT (row_id) DO UPDATE SET {updates}",
-                batch,
-            )
-        return seq
+    async def raise_seq(self, seq: int) -> None:
+        """Number future writes after ``seq``: a peer acknowledged numbers this copy
+        never reached (it was restored from an older backup)."""
+        await self._w.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'seq'", (seq,))
 
     # ------------------------------------------------------------ reading changes
 
@@ -364,28 +414,59 @@ class SqliteStore:
             (seq,) = await cur.fetchone()  # type: ignore[misc]
         return int(seq)
 
-    async def changes_after(self, cursor: int, *, limit: int, exclude_src: str) -> Page:
-        """Up to ``limit`` stored changes after ``cursor``, except those ``exclude_src`` sent."""
-        high = await self.high_seq()
-        async with self._r.execute(
-            "SELECT collection, row_id, field, value, hlc, origin, seq FROM changes "
-            "WHERE seq > ? AND src != ? ORDER BY seq LIMIT ?",
-            (cursor, exclude_src, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        raw = msgspec.Raw
-        changes = [Change(c, r, f, raw(v), h, o) for c, r, f, v, h, o, _ in rows]
-        if len(rows) == limit:
-            return Page(changes, rows[-1][6], high, True)
-        last = rows[-1][6] if rows else cursor
-        return Page(changes, max(high, last, cursor), max(high, last), False)
+    async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page:
+        """Field states numbered after ``since`` in rows numbered after ``cursor``.
 
-    async def pending_count(self, cursor: int, *, exclude_src: str) -> int:
-        async with self._r.execute(
-            "SELECT count(*) FROM changes WHERE seq > ? AND src != ?", (cursor, exclude_src)
-        ) as cur:
-            (n,) = await cur.fetchone()  # type: ignore[misc]
-        return int(n)
+        Reads rows in ``_seq`` order across collections and stops at a row boundary
+        once about ``limit`` changes are gathered. States that ``exclude_src``
+        delivered are left out (it has them). One read snapshot per page.
+        """
+        await self._r.execute("BEGIN")
+        try:
+            async with self._r.execute("SELECT value FROM meta WHERE key = 'seq'") as cur:
+                (high,) = await cur.fetchone()  # type: ignore[misc]
+            streams = []
+            bound = None
+            for collection in COLLECTIONS:
+                async with self._r.execute(
+                    f"SELECT _seq, row_id, _state FROM {collection} WHERE _seq > ? ORDER BY _seq LIMIT ?",
+                    (cursor, limit),
+                ) as cur:
+                    rows = await cur.fetchall()
+                if len(rows) == limit:  # more rows wait in this collection
+                    bound = rows[-1][0] if bound is None else min(bound, rows[-1][0])
+                streams.append([(s, collection, r, st) for s, r, st in rows])
+        finally:
+            await self._r.execute("COMMIT")
+        changes: list[Change] = []
+        append = changes.append
+        raw = msgspec.Raw
+        last = cursor
+        stopped = False
+        for row_seq, collection, row_id, state in heapq.merge(*streams):
+            if bound is not None and row_seq > bound:
+                break
+            if len(changes) >= limit:
+                stopped = True
+                break
+            last = row_seq
+            for name, (value, hlc, origin, fseq, src) in _decode_doc(state).items():
+                if fseq > since and src != exclude_src:
+                    append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
+        if stopped or bound is not None:
+            return Page(changes, last, high, True)
+        end = max(high, last, cursor)
+        return Page(changes, end, end, False)
+
+    async def pending_count(self, since: int, cursor: int, *, exclude_src: str) -> int:
+        """How many field states a push from (``since``, ``cursor``) would send."""
+        n = 0
+        for collection in COLLECTIONS:
+            async with self._r.execute(f"SELECT _state FROM {collection} WHERE _seq > ?", (min(since, cursor),)) as cur:
+                while rows := await cur.fetchmany(5_000):
+                    for (state,) in rows:
+                        n += sum(1 for e in _decode_doc(state).values() if e[3] > since and e[4] != exclude_src)
+        return n
 
     # ------------------------------------------------------------ links
 
@@ -413,27 +494,30 @@ class SqliteStore:
     async def reset_peer(self, peer: str, peer_store_id: str) -> None:
         """The peer is a new store: forget what it acknowledged and what we pulled from it."""
         await self._w.execute(
-            "UPDATE links SET peer_store_id = ?, acked_through = 0, pull_cursor = 0, served_cursor = 0 "
-            "WHERE peer = ?",
+            "UPDATE links SET peer_store_id = ?, acked_since = 0, acked_through = 0, "
+            "pull_since = 0, pull_cursor = 0, served_cursor = 0 WHERE peer = ?",
             (peer_store_id, peer),
         )
 
-    async def record_push_ack(self, peer: str, *, cursor: int, sent: int) -> None:
+    async def record_push_ack(self, peer: str, *, since: int, cursor: int, sent: int) -> None:
         await self._w.execute(
-            "UPDATE links SET push_cursor = ?, last_ok_ms = ?, last_error = NULL, "
+            "UPDATE links SET push_since = ?, push_cursor = ?, last_ok_ms = ?, last_error = NULL, "
             "changes_out = changes_out + ? WHERE peer = ?",
-            (cursor, self.clock.now_ms(), sent, peer),
+            (since, cursor, self.clock.now_ms(), sent, peer),
         )
 
-    async def set_push_cursor(self, peer: str, cursor: int) -> None:
-        await self._w.execute("UPDATE links SET push_cursor = ? WHERE peer = ?", (cursor, peer))
+    async def set_push_cursor(self, peer: str, *, since: int, cursor: int) -> None:
+        await self._w.execute(
+            "UPDATE links SET push_since = ?, push_cursor = ? WHERE peer = ?", (since, cursor, peer)
+        )
 
-    async def record_served(self, peer: str, *, cursor: int, sent: int) -> None:
-        """Note a page served to ``peer`` up to ``cursor`` (for conflict counting and status)."""
+    async def record_served(self, peer: str, *, cursor: int, sent: int, complete: bool) -> None:
+        """Note a page served to ``peer``; a ``complete`` run means it has seen every
+        state numbered up to ``cursor`` (used to count conflicts)."""
         await self._w.execute(
             "UPDATE links SET changes_out = changes_out + ?, last_ok_ms = ?, "
-            "served_cursor = max(served_cursor, ?) WHERE peer = ?",
-            (sent, self.clock.now_ms(), cursor, peer),
+            "served_cursor = CASE WHEN ? THEN max(served_cursor, ?) ELSE served_cursor END WHERE peer = ?",
+            (sent, self.clock.now_ms(), complete, cursor, peer),
         )
 
     async def record_link_error(self, peer: str, error: str) -> None:
@@ -472,11 +556,11 @@ class SqliteStore:
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None:
         """The materialized row (None if no field of it is stored)."""
         spec = COLLECTIONS[collection]
-        async with self._r.execute(f"SELECT * FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
+        names = ["row_id", *spec.fields]
+        async with self._r.execute(f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
             row = await cur.fetchone()
-            if row is None:
-                return None
-            names = [d[0] for d in cur.description]
+        if row is None:
+            return None
         out = dict(zip(names, row))
         for f in spec.fields.values():
             if f.merge == "add_wins_set":
@@ -493,27 +577,36 @@ class SqliteStore:
             return [r[0] for r in await cur.fetchall()]
 
     async def digest(self) -> str:
-        """SHA-256 over every field state in key order: equal on converged replicas."""
+        """SHA-256 over every field state (value, stamp, origin) in key order.
+
+        Local numbering and sources are left out: converged replicas have equal digests.
+        """
         h = hashlib.sha256()
-        enc = msgspec.msgpack.Encoder()
-        async with self._r.execute(
-            "SELECT collection, row_id, field, value, hlc, origin FROM changes "
-            "ORDER BY collection, row_id, field"
-        ) as cur:
-            while rows := await cur.fetchmany(10_000):
-                for row in rows:
-                    h.update(enc.encode(row))
+        enc = msgspec.msgpack.Encoder().encode
+        await self._r.execute("BEGIN")
+        try:
+            for collection in sorted(COLLECTIONS):
+                async with self._r.execute(f"SELECT row_id, _state FROM {collection} ORDER BY row_id") as cur:
+                    while rows := await cur.fetchmany(5_000):
+                        for row_id, state in rows:
+                            doc = _decode_doc(state)
+                            fields = [(n, e[0], e[1], e[2]) for n, e in sorted(doc.items())]
+                            h.update(enc((collection, row_id, fields)))
+        finally:
+            await self._r.execute("COMMIT")
         return h.hexdigest()
 
     async def counts(self) -> dict[str, int]:
-        """Rows per collection and field states in all."""
+        """Rows per collection."""
         out: dict[str, int] = {}
         for name in COLLECTIONS:
             async with self._r.execute(f"SELECT count(*) FROM {name}") as cur:
                 (out[name],) = await cur.fetchone()  # type: ignore[misc]
-        async with self._r.execute("SELECT count(*) FROM changes") as cur:
-            (out["field_states"],) = await cur.fetchone()  # type: ignore[misc]
         return out
+
+
+#: marks a state whose plain value must be decoded from its bytes
+_UNDECODED = object()
 
 
 async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
