@@ -67,6 +67,8 @@ class PullRequest(msgspec.Struct, tag="pull", tag_field="kind", frozen=True, kw_
     since: Seq = 0
     cursor: Seq = 0
     limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
+    #: the requester's own store, so the upstream notices a rebuilt downstream
+    node_store_id: StoreId | None = None
 
 
 class ChangesPage(msgspec.Struct, tag="changes", tag_field="kind", frozen=True, kw_only=True):

@@ -51,6 +51,11 @@ from sync.merge import FieldState, encode_value
 from sync.schema import COLLECTIONS, SCHEMA_VERSION, FieldSpec
 
 
+#: merge types whose state is a join of many nodes' contributions: its stamp is
+#: the greatest among them, so any node may forward it (each contribution names
+#: its own node inside the value)
+JOINED = frozenset({"add_wins_set", "counter"})
+
 _ROW_ID = re.compile(ROW_ID_PATTERN)
 _NODE_ID = re.compile(NODE_ID_PATTERN)
 
@@ -79,7 +84,8 @@ def validate_changes(
     encoded them. Raises, naming the first bad change by its JSON path:
     `MalformedBatchError` (unknown collection or field, invalid value),
     `ClockDriftError` (stamped too far in the future) and `UnknownNodeError`
-    (an origin the sender may not speak for). Error messages hold no values.
+    (a register written by a node the sender may not speak for; see `JOINED`).
+    Error messages hold no values.
     """
     if not changes:
         return []
@@ -92,12 +98,9 @@ def validate_changes(
             clock.check(change.hlc, f"{path}[{i}].hlc")
         raise
     for origin in {c.origin for c in changes}:
-        bad_format = _NODE_ID.match(origin) is None
-        if bad_format or (origin_allowed is not None and not origin_allowed(origin)):
+        if _NODE_ID.match(origin) is None:
             index = next(j for j, c in enumerate(changes) if c.origin == origin)
-            if bad_format:
-                raise MalformedBatchError("Expected a node id (lowercase letters, digits, dots, dashes)", f"{path}[{index}].origin")
-            raise UnknownNodeError(origin, f"{path}[{index}].origin")
+            raise MalformedBatchError("Expected a node id (lowercase letters, digits, dots, dashes)", f"{path}[{index}].origin")
     for row_id in {c.row_id for c in changes}:
         if _ROW_ID.match(row_id) is None:
             index = next(j for j, c in enumerate(changes) if c.row_id == row_id)
@@ -106,6 +109,7 @@ def validate_changes(
     append = out.append
     collections = COLLECTIONS
     encode = encode_value
+    checked: set[str] = set()
     for i, change in enumerate(changes):
         spec = collections[change.collection].fields.get(change.field)
         if spec is None:
@@ -113,6 +117,10 @@ def validate_changes(
                 f"Unknown field `{change.field}` of `{change.collection}`",
                 f"{path}[{i}].field",
             )
+        if origin_allowed is not None and spec.merge not in JOINED and change.origin not in checked:
+            if not origin_allowed(change.origin):
+                raise UnknownNodeError(change.origin, f"{path}[{i}].origin")
+            checked.add(change.origin)
         try:
             value = spec.decoder.decode(change.value)
         except msgspec.DecodeError as exc:
@@ -181,8 +189,12 @@ def require_known(node: str, known: bool) -> None:
 # ---------------------------------------------------------------- downstream side
 
 
-def next_pull(node: str, *, peer_store_id: str | None, since: int, cursor: int, limit: int) -> PullRequest:
-    return PullRequest(node=node, store_id=peer_store_id, since=since, cursor=cursor, limit=limit)
+def next_pull(
+    node: str, *, store_id: str, peer_store_id: str | None, since: int, cursor: int, limit: int
+) -> PullRequest:
+    return PullRequest(
+        node=node, store_id=peer_store_id, since=since, cursor=cursor, limit=limit, node_store_id=store_id
+    )
 
 
 def after_page(page: ChangesPage) -> tuple[int, int]:

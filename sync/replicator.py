@@ -225,6 +225,7 @@ class Replicator:
             assert link is not None
             request = next_pull(
                 store.node_id,
+                store_id=store.store_id,
                 peer_store_id=link.peer_store_id,
                 since=link.pull_since,
                 cursor=link.pull_cursor,

@@ -58,7 +58,10 @@ class Responder:
     async def pull(self, request: PullRequest, peer_schema: int) -> ChangesPage:
         store = self.store
         require_known(request.node, await store.node(request.node) is not None and request.node != store.node_id)
-        await store.ensure_link(request.node, "downstream")
+        link = await store.ensure_link(request.node, "downstream")
+        if request.node_store_id is not None and link.peer_store_id != request.node_store_id:
+            # first contact, or the downstream was rebuilt: its numbering starts again
+            await store.reset_peer(request.node, request.node_store_id)
         high = await store.high_seq()
         since, cursor = pull_start(request, peer_schema, store_id=store.store_id, high=high)
         limit = min(request.limit, self.limits.max_page_changes)

@@ -312,7 +312,7 @@ class SqliteStore:
                 outcome = merge_for(spec)(FieldState(entry[0], entry[1], entry[2]), state)
                 if type(outcome) is Applied:
                     new = outcome.state
-                    if new is state:
+                    if new is state or new == state:
                         stage(batch, key, spec, new, src, inc.value)
                     else:
                         stage(batch, key, spec, new, "", _UNDECODED)

@@ -1,0 +1,65 @@
+"""The Litestar app of one node: `create_app(config)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from server.auth import admin_token, require_admin
+from server.config import SiteConfig
+from server.errors import internal_error, problem_details_plugin
+from server.node import Node
+from server.routes.customers import CustomerController
+from server.routes.health import HealthController
+from server.routes.sync import SyncController, SyncNowController
+
+API_VERSION = "0.1.0"
+
+
+def _node(state: State) -> Node:
+    return state.node  # type: ignore[no-any-return]
+
+
+def create_app(config: SiteConfig, *, replicate: bool = True) -> Litestar:
+    """The node's app: opens its store at startup, syncs in the background
+    (``replicate``), and closes everything at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        node = await Node.open(config)
+        app.state.node = node
+        if replicate:
+            node.start_replication()
+        try:
+            yield
+        finally:
+            await node.close()
+
+    operator = Router(
+        path="/",
+        route_handlers=[CustomerController, SyncNowController],
+        guards=[require_admin],
+    )
+    return Litestar(
+        route_handlers=[SyncController, HealthController, operator],
+        dependencies={"node": Provide(_node, sync_to_thread=False)},
+        lifespan=[lifespan],
+        plugins=[problem_details_plugin()],
+        exception_handlers={Exception: internal_error},
+        openapi_config=OpenAPIConfig(
+            title="Outpost node API",
+            version=API_VERSION,
+            description="One Outpost node: sync endpoints for the nodes below it, and the operation's API.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        state=State({"admin_token": admin_token()}),
+        request_max_body_size=config.sync.max_body_bytes,
+        debug=False,
+    )

@@ -1,0 +1,110 @@
+"""Site configuration: one TOML file per node in sites/, decoded into Structs.
+
+A bad config names its path and the offending key, in msgspec's words::
+
+    sites/branch-a.toml: Expected `int` >= 1, got `0` - at `$.sync.interval_s`
+
+Relative paths in a config (``data_dir``) are relative to the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from sync.ids import NodeIdStr
+
+Role = Literal["hq", "branch", "partner", "mobile"]
+Port = Annotated[int, Meta(ge=0, le=65_535)]
+
+
+class ConfigError(Exception):
+    """A site config that cannot be read or is invalid."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ListenConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Port = 8700
+
+
+class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where this node syncs to: the upstream's node id and base URL."""
+
+    node_id: NodeIdStr
+    url: Annotated[str, Meta(pattern=r"^https?://")]
+
+
+class SyncConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    interval_s: Annotated[float, Meta(gt=0)] = 5.0
+    max_drift_ms: Annotated[int, Meta(ge=0)] = 60_000
+    page_limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
+    push_limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    timeout_s: Annotated[float, Meta(gt=0)] = 30.0
+    backoff_max_s: Annotated[float, Meta(gt=0)] = 60.0
+
+
+class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A node enrolled below this one (HQ's registry)."""
+
+    node_id: NodeIdStr
+    role: Role
+    parent: NodeIdStr | None = None
+
+
+class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    node_id: NodeIdStr
+    role: Role
+    description: str = ""
+    data_dir: str = "var/{node_id}"
+    listen: ListenConfig = msgspec.field(default_factory=ListenConfig)
+    upstream: UpstreamConfig | None = None
+    sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
+    nodes: list[NodeEntry] = []
+    #: where the file was read from (set by `load_site`)
+    path: str = ""
+
+    @property
+    def data_path(self) -> Path:
+        base = Path(self.path).parent if self.path else Path.cwd()
+        return (base / self.data_dir.format(node_id=self.node_id)).resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_path / f"{self.node_id}.db"
+
+
+def load_site(path: str | Path) -> SiteConfig:
+    """Read and validate a site config; raises `ConfigError` naming what is wrong."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    try:
+        config = msgspec.toml.decode(data, type=SiteConfig)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(str(path), str(exc)) from None
+    if config.role != "hq" and config.upstream is None:
+        raise ConfigError(str(path), "a non-HQ node needs an [upstream] - at `$.upstream`")
+    return msgspec.structs.replace(config, path=str(path.resolve()))
+
+
+def with_overrides(config: SiteConfig, *, data_dir: str | None = None, port: int | None = None,
+                   upstream_url: str | None = None) -> SiteConfig:
+    """The config with command-line overrides applied (paths are taken as given)."""
+    if data_dir is not None:
+        config = msgspec.structs.replace(config, data_dir=str(Path(data_dir).resolve()))
+    if port is not None:
+        config = msgspec.structs.replace(config, listen=ListenConfig(host=config.listen.host, port=port))
+    if upstream_url is not None and config.upstream is not None:
+        config = msgspec.structs.replace(config, upstream=UpstreamConfig(node_id=config.upstream.node_id, url=upstream_url))
+    return config

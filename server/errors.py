@@ -1,0 +1,147 @@
+"""The one mapping from domain errors to HTTP: problem details (RFC 9457).
+
+Every refusal is ``application/problem+json`` with ``type`` ending in the error's
+stable code, ``code`` itself, a value-free ``detail``, and the error's ids and
+JSON paths as extra members. A 5xx carries a generic message and a request id;
+the exception goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from sync.edits import InvalidEditError
+from sync.errors import (
+    ClockDriftError,
+    LinkDownError,
+    MalformedBatchError,
+    OversizedBatchError,
+    PeerRefusedError,
+    ReplayedBatchError,
+    StoreMismatchError,
+    SyncError,
+    UnknownNodeError,
+    VersionMismatchError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_BASE = "https://outpost.example/problems/"
+
+#: domain error -> HTTP status; the first matching class (in MRO order) wins
+STATUS: dict[type[Exception], int] = {
+    MalformedBatchError: 400,
+    InvalidEditError: 422,
+    OversizedBatchError: 413,
+    UnknownNodeError: 403,
+    ClockDriftError: 422,
+    VersionMismatchError: 409,
+    ReplayedBatchError: 409,
+    StoreMismatchError: 409,
+    LinkDownError: 503,
+    PeerRefusedError: 502,
+    SyncError: 400,
+}
+
+
+class NotFoundError(Exception):
+    """The object asked for does not exist here (or is out of the caller's scope)."""
+
+    code = "not_found"
+
+    def __init__(self, collection: str, row_id: str) -> None:
+        self.collection = collection
+        self.row_id = row_id
+        super().__init__(f"No `{collection}` row `{row_id}` here")
+        self.message = str(self)
+
+    def details(self) -> dict[str, object]:
+        return {"collection": self.collection, "row_id": self.row_id}
+
+
+class UnauthorizedError(Exception):
+    code = "unauthorized"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.message = reason
+
+    def details(self) -> dict[str, object]:
+        return {}
+
+
+STATUS[NotFoundError] = 404
+STATUS[UnauthorizedError] = 401
+
+
+def status_of(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def to_problem(exc: Exception) -> ProblemDetailsException:
+    code: str = getattr(exc, "code", "error")
+    message: str = getattr(exc, "message", str(exc))
+    details: Callable[[], dict[str, object]] | None = getattr(exc, "details", None)
+    extra: dict[str, Any] = {"code": code, **(details() if details else {})}
+    status = status_of(exc)
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return ProblemDetailsException(
+        status_code=status, type_=PROBLEM_BASE + code, title=code.replace("_", " "), detail=message, extra=extra,
+        headers=headers,
+    )
+
+
+# msgspec and litestar echo offending values ("Invalid enum value 'x'"); values may be PII
+_ECHOED = re.compile(r"""(Invalid enum value|Object contains unknown field|Invalid value|got) ['"`][^'"`]*['"`]""")
+
+
+def _scrub(text: str) -> str:
+    return _ECHOED.sub(lambda m: m.group(1), text)
+
+
+def http_to_problem(exc: HTTPException) -> ProblemDetailsException:
+    """Litestar's own refusals (validation, 404, 405, 413) as value-free problems."""
+    code = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+            413: "too_large", 415: "unsupported_media_type"}.get(exc.status_code, "http_error")
+    extra: dict[str, Any] = {"code": code}
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        extra["errors"] = [
+            {"message": _scrub(str(e.get("message", ""))), "key": e.get("key"), "source": e.get("source")}
+            for e in exc.extra if isinstance(e, dict)
+        ]
+    return ProblemDetailsException(
+        status_code=exc.status_code, type_=PROBLEM_BASE + code, title=code.replace("_", " "),
+        detail=_scrub(exc.detail), extra=extra, headers=exc.headers,
+    )
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Any other exception: logged with a request id, answered without details."""
+    request_id = secrets.token_hex(8)
+    log.error("request failed", extra={"request_id": request_id, "path": request.url.path, "error": type(exc).__name__},
+              exc_info=exc)
+    return Response(
+        {"status": 500, "type": PROBLEM_BASE + "internal", "title": "internal error", "code": "internal",
+         "detail": f"The node could not complete the request; quote request id {request_id} to its operator",
+         "request_id": request_id},
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        media_type="application/problem+json",
+    )
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    domain: dict[Any, Any] = {cls: to_problem for cls in STATUS}
+    domain[HTTPException] = http_to_problem
+    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=domain))
