@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from server.auth import admin_token, require_admin
 from server.config import SiteConfig
+from server.deps import DEPENDENCIES
 from server.errors import internal_error, problem_details_plugin
 from server.node import Node
 from server.routes.customers import CustomerController
@@ -20,10 +20,6 @@ from server.routes.health import HealthController
 from server.routes.sync import SyncController, SyncNowController
 
 API_VERSION = "0.1.0"
-
-
-def _node(state: State) -> Node:
-    return state.node  # type: ignore[no-any-return]
 
 
 def create_app(config: SiteConfig, *, replicate: bool = True) -> Litestar:
@@ -48,7 +44,7 @@ def create_app(config: SiteConfig, *, replicate: bool = True) -> Litestar:
     )
     return Litestar(
         route_handlers=[SyncController, HealthController, operator],
-        dependencies={"node": Provide(_node, sync_to_thread=False)},
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],
         exception_handlers={Exception: internal_error},

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from litestar import Controller, Request, Response, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 
-from server.node import Node
+from server.deps import NodeDep
 from server.transport import SYNC_MEDIA_TYPE
 from sync.replicator import SyncReport
 
@@ -30,14 +30,14 @@ class SyncController(Controller):
 
     @post("/pull", operation_id="SyncPull", name="sync:pull", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
-    async def pull(self, request: Request, node: Node) -> Response[bytes]:
+    async def pull(self, request: Request, node: NodeDep) -> Response[bytes]:
         """A downstream node asks for the changes after its cursor; answers one bounded page."""
         frame = await node.responder.handle("pull", await request.body())
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
     @post("/push", operation_id="SyncPush", name="sync:push", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
-    async def push(self, request: Request, node: Node) -> Response[bytes]:
+    async def push(self, request: Request, node: NodeDep) -> Response[bytes]:
         """A downstream node sends its changes; all are merged in one transaction and acknowledged."""
         frame = await node.responder.handle("push", await request.body())
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
@@ -48,7 +48,7 @@ class SyncNowController(Controller):
     tags = ["sync"]
 
     @post("/", operation_id="SyncNow", name="sync:now", status_code=200)
-    async def sync_now(self, node: Node) -> SyncReport:
+    async def sync_now(self, node: NodeDep) -> SyncReport:
         """Sync with the upstream now (push, then pull until caught up); returns what moved."""
         if node.replicator is None:
             return SyncReport()

@@ -1,0 +1,50 @@
+"""The pure core imports no web framework, no database driver, no HTTP client."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sync
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = ("litestar", "aiosqlite", "httpx", "uvicorn", "sqlite3")
+CORE = sorted(
+    m.name
+    for m in pkgutil.walk_packages(sync.__path__, "sync.")
+    if not m.name.startswith("sync.store")
+) + ["crypto"]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_loads_no_edge_package(module: str) -> None:
+    probe = (
+        f"import sys, {module}; "
+        f"bad = sorted(m for m in {FORBIDDEN!r} if m in sys.modules); "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "", f"{module} loads {out.stdout.strip()}"
+
+
+def test_store_is_the_only_sql() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in [*(ROOT / "sync").rglob("*.py"), *(ROOT / "crypto").rglob("*.py"), *(ROOT / "server").rglob("*.py")]
+        if "store" not in p.parts and ("aiosqlite" in p.read_text() or "import sqlite3" in p.read_text())
+    ]
+    # server/ opens stores only through sync.store
+    assert offenders == []
+
+
+def test_only_server_imports_litestar() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in [*(ROOT / "sync").rglob("*.py"), *(ROOT / "crypto").rglob("*.py")]
+        if "litestar" in p.read_text()
+    ]
+    assert offenders == []
