@@ -88,10 +88,15 @@ class Node:
                 extra={"pushed": outcome.pushed, "pulled": outcome.pulled, "conflicts": outcome.conflicts},
             )
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop syncing (a round in flight gets ``grace_s`` to finish; an apply cut
+        short rolls back whole) and close the store."""
         self._stop.set()
         if self._loop_task is not None:
-            await self._loop_task
+            try:
+                await asyncio.wait_for(self._loop_task, grace_s)
+            except TimeoutError:
+                pass  # wait_for cancelled it
         if self.transport is not None:
             await self.transport.aclose()
         await self.store.close()

@@ -292,6 +292,10 @@ class Replicator:
                 self.failures += 1
                 outcome = exc
                 log.warning("sync.round failed", extra={"peer": self.upstream, "code": exc.code, "failures": self.failures})
+            except Exception as exc:  # a bug or a store failure: keep the loop alive, back off
+                self.failures += 1
+                outcome = SyncError(f"internal error: {type(exc).__name__}")
+                log.exception("sync.round crashed", extra={"peer": self.upstream, "failures": self.failures})
             if on_round is not None:
                 await on_round(outcome)
             self._wake.clear()
