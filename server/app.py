@@ -58,4 +58,5 @@ def create_app(config: SiteConfig, *, replicate: bool = True) -> Litestar:
         state=State({"admin_token": admin_token()}),
         request_max_body_size=config.sync.max_body_bytes,
         debug=False,
+        logging_config=None,  # server.logging configures the root logger
     )

@@ -103,12 +103,16 @@ def to_problem(exc: Exception) -> ProblemDetailsException:
     )
 
 
-# msgspec and litestar echo offending values ("Invalid enum value 'x'"); values may be PII
-_ECHOED = re.compile(r"""(Invalid enum value|Object contains unknown field|Invalid value|got) ['"`][^'"`]*['"`]""")
+# msgspec and litestar echo offending values in quotes ("Invalid enum value 'x'");
+# values may be PII. Type and field names (in backticks) stay: they say what to fix.
+_ECHOED = re.compile(r"(Invalid enum value|Invalid value|got) (?:'[^']*'|\"[^\"]*\")")
+# "Validation failed for GET /customers/<raw path>": the path may hold anything
+_REQUEST_LINE = re.compile(r"(Validation failed for [A-Z]+) \S+")
 
 
 def _scrub(text: str) -> str:
-    return _ECHOED.sub(lambda m: m.group(1), text)
+    text = _ECHOED.sub(lambda m: m.group(1), text)
+    return _REQUEST_LINE.sub(lambda m: m.group(1) + " request", text)
 
 
 def http_to_problem(exc: HTTPException) -> ProblemDetailsException:

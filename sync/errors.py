@@ -184,7 +184,7 @@ class LinkDownError(SyncError):
     def __init__(self, peer: str, reason: str) -> None:
         self.peer = peer
         self.reason = reason
-        super().__init__(f"Cannot reach `{peer}`: {reason}; retrying with backoff")
+        super().__init__(f"Cannot reach `{peer}`: {reason}; local changes wait until the link is back")
 
     def details(self) -> dict[str, object]:
         return {"peer": self.peer, "reason": self.reason}

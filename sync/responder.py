@@ -58,12 +58,12 @@ class Responder:
     async def pull(self, request: PullRequest, peer_schema: int) -> ChangesPage:
         store = self.store
         require_known(request.node, await store.node(request.node) is not None and request.node != store.node_id)
+        high = await store.high_seq()
+        since, cursor = pull_start(request, peer_schema, store_id=store.store_id, high=high)
         link = await store.ensure_link(request.node, "downstream")
         if request.node_store_id is not None and link.peer_store_id != request.node_store_id:
             # first contact, or the downstream was rebuilt: its numbering starts again
             await store.reset_peer(request.node, request.node_store_id)
-        high = await store.high_seq()
-        since, cursor = pull_start(request, peer_schema, store_id=store.store_id, high=high)
         limit = min(request.limit, self.limits.max_page_changes)
         page = await store.changes_after(since, cursor, limit=limit, exclude_src=request.node)
         await store.record_served(request.node, cursor=page.cursor, sent=len(page.changes), complete=not page.more)
@@ -86,14 +86,14 @@ class Responder:
         store = self.store
         require_known(batch.node, await store.node(batch.node) is not None and batch.node != store.node_id)
         link = await store.ensure_link(batch.node, "downstream")
-        if link.peer_store_id != batch.store_id:
-            # a new store at that node (first contact, or rebuilt): it starts from 0
-            await store.reset_peer(batch.node, batch.store_id)
-            link = await store.ensure_link(batch.node, "downstream")
+        # a store this link has not seen (first contact, or rebuilt) starts from 0;
+        # the link is reset only when the batch is stored, never by a refused one
+        new_store = link.peer_store_id != batch.store_id
+        acked = (0, 0) if new_store else (link.acked_since, link.acked_through)
         check_push(
             batch,
-            acked_since=link.acked_since,
-            acked_through=link.acked_through,
+            acked_since=acked[0],
+            acked_through=acked[1],
             max_changes=self.limits.max_push_changes,
         )
         incoming = validate_changes(
@@ -101,13 +101,14 @@ class Responder:
             clock=store.clock,
             origin_allowed=origin_checker(batch.node, await store.descendants(batch.node)),
         )
-        acked_since, acked_through = acked_after(batch, acked_since=link.acked_since)
+        acked_since, acked_through = acked_after(batch, acked_since=acked[0])
         report = await store.apply_pushed(
             incoming,
             peer=batch.node,
             peer_store_id=batch.store_id,
             acked_since=acked_since,
             acked_through=acked_through,
+            new_store=new_store,
         )
         log.info(
             "sync.push applied",

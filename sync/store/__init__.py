@@ -85,7 +85,14 @@ class ReplicaStore(Protocol):
     ) -> ApplyReport: ...
 
     async def apply_pushed(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, acked_since: int, acked_through: int
+        self,
+        incoming: list[Incoming],
+        *,
+        peer: str,
+        peer_store_id: str,
+        acked_since: int,
+        acked_through: int,
+        new_store: bool = False,
     ) -> ApplyReport: ...
 
     async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page: ...

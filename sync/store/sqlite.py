@@ -18,19 +18,23 @@ kept beside it for the same reason.
 
 Two connections: a writer, and a reader for pulls, digests and status, so that
 serving a pull never waits behind a long apply (WAL gives readers a snapshot).
+Each has a lock: the requests of one node share the store, and one coroutine's
+transaction must never take in another's statements.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import heapq
 import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 import msgspec
@@ -74,6 +78,34 @@ async def _connect(path: str) -> aiosqlite.Connection:
     return conn
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _writes(method: Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]) -> Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]:
+    """Run the method alone on the writer connection: its transaction never
+    interleaves with another coroutine's statements."""
+
+    @functools.wraps(method)
+    async def locked(self: SqliteStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with self._wlock:
+            return await method(self, *args, **kwargs)
+
+    return locked
+
+
+def _reads(method: Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]) -> Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]:
+    """Run the method alone on the reader connection, so no read lands inside
+    another's snapshot."""
+
+    @functools.wraps(method)
+    async def locked(self: SqliteStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with self._rlock:
+            return await method(self, *args, **kwargs)
+
+    return locked
+
+
 class _Batch:
     """The rows one write transaction touches: their docs and what changed in them."""
 
@@ -102,6 +134,8 @@ class SqliteStore:
         self.path = path
         self._w = writer
         self._r = reader
+        self._wlock = asyncio.Lock()
+        self._rlock = asyncio.Lock()
         self.node_id = node_id
         self.store_id = store_id
         self.role = role
@@ -193,6 +227,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ writing
 
+    @_writes
     async def write_local(self, edits: list[Edit]) -> list[Change]:
         """Apply edits made at this node under one new stamp; returns the changes stored.
 
@@ -256,16 +291,23 @@ class SqliteStore:
         peer_store_id: str,
         acked_since: int,
         acked_through: int,
+        new_store: bool = False,
     ) -> ApplyReport:
         """Merge a push from ``peer`` and record it as acknowledged, in one transaction.
 
         States stored here after the last complete run served to ``peer`` are ones
         it had not seen: meeting another value there counts as a conflict.
+        ``new_store``: the push comes from a store this link has not seen (first
+        contact, or the peer was rebuilt); the link forgets the old one.
         """
         link = await self.link(peer)
-        unseen_after = link.served_cursor if link is not None else 0
+        unseen_after = link.served_cursor if link is not None and not new_store else 0
 
         async def acknowledge() -> None:
+            if new_store:
+                await self._w.execute(
+                    "UPDATE links SET pull_since = 0, pull_cursor = 0, served_cursor = 0 WHERE peer = ?", (peer,)
+                )
             await self._w.execute(
                 "UPDATE links SET acked_since = ?, acked_through = ?, peer_store_id = ?, last_ok_ms = ?, "
                 "last_error = NULL, changes_in = changes_in + ? WHERE peer = ?",
@@ -274,6 +316,7 @@ class SqliteStore:
 
         return await self._apply(incoming, src=peer, link_update=acknowledge, unseen_after=unseen_after)
 
+    @_writes
     async def _apply(
         self,
         incoming: list[Incoming],
@@ -402,6 +445,7 @@ class SqliteStore:
             "UPDATE meta SET value = max(value, ?) WHERE key = ?", [(seq, "seq"), (hlc, "hlc")]
         )
 
+    @_writes
     async def raise_seq(self, seq: int) -> None:
         """Number future writes after ``seq``: a peer acknowledged numbers this copy
         never reached (it was restored from an older backup)."""
@@ -409,11 +453,13 @@ class SqliteStore:
 
     # ------------------------------------------------------------ reading changes
 
+    @_reads
     async def high_seq(self) -> int:
         async with self._r.execute("SELECT value FROM meta WHERE key = 'seq'") as cur:
             (seq,) = await cur.fetchone()  # type: ignore[misc]
         return int(seq)
 
+    @_reads
     async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page:
         """Field states numbered after ``since`` in rows numbered after ``cursor``.
 
@@ -458,6 +504,7 @@ class SqliteStore:
         end = max(high, last, cursor)
         return Page(changes, end, end, False)
 
+    @_reads
     async def pending_count(self, since: int, cursor: int, *, exclude_src: str) -> int:
         """How many field states a push from (``since``, ``cursor``) would send."""
         n = 0
@@ -470,6 +517,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ links
 
+    @_reads
     async def link(self, peer: str) -> LinkState | None:
         async with self._r.execute(
             f"SELECT {', '.join(_LINK_COLUMNS)} FROM links WHERE peer = ?", (peer,)
@@ -477,11 +525,13 @@ class SqliteStore:
             row = await cur.fetchone()
         return None if row is None else LinkState(**dict(zip(_LINK_COLUMNS, row)))
 
+    @_reads
     async def links(self) -> list[LinkState]:
         async with self._r.execute(f"SELECT {', '.join(_LINK_COLUMNS)} FROM links ORDER BY peer") as cur:
             rows = await cur.fetchall()
         return [LinkState(**dict(zip(_LINK_COLUMNS, row))) for row in rows]
 
+    @_writes
     async def ensure_link(self, peer: str, direction: str) -> LinkState:
         await self._w.execute(
             "INSERT INTO links (peer, direction) VALUES (?, ?) ON CONFLICT (peer) DO NOTHING",
@@ -491,6 +541,7 @@ class SqliteStore:
         assert link is not None
         return link
 
+    @_writes
     async def reset_peer(self, peer: str, peer_store_id: str) -> None:
         """The peer is a new store: forget what it acknowledged and what we pulled from it."""
         await self._w.execute(
@@ -499,6 +550,7 @@ class SqliteStore:
             (peer_store_id, peer),
         )
 
+    @_writes
     async def record_push_ack(self, peer: str, *, since: int, cursor: int, sent: int) -> None:
         await self._w.execute(
             "UPDATE links SET push_since = ?, push_cursor = ?, last_ok_ms = ?, last_error = NULL, "
@@ -506,11 +558,13 @@ class SqliteStore:
             (since, cursor, self.clock.now_ms(), sent, peer),
         )
 
+    @_writes
     async def set_push_cursor(self, peer: str, *, since: int, cursor: int) -> None:
         await self._w.execute(
             "UPDATE links SET push_since = ?, push_cursor = ? WHERE peer = ?", (since, cursor, peer)
         )
 
+    @_writes
     async def record_served(self, peer: str, *, cursor: int, sent: int, complete: bool) -> None:
         """Note a page served to ``peer``; a ``complete`` run means it has seen every
         state numbered up to ``cursor`` (used to count conflicts)."""
@@ -520,6 +574,7 @@ class SqliteStore:
             (sent, self.clock.now_ms(), complete, cursor, peer),
         )
 
+    @_writes
     async def record_link_error(self, peer: str, error: str) -> None:
         await self._w.execute(
             "UPDATE links SET last_error = ?, last_error_ms = ? WHERE peer = ?",
@@ -528,6 +583,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ node registry
 
+    @_reads
     async def node(self, node_id: str) -> NodeRecord | None:
         async with self._r.execute(
             "SELECT node_id, parent, role, enrolled_ms FROM nodes WHERE node_id = ?", (node_id,)
@@ -535,6 +591,7 @@ class SqliteStore:
             row = await cur.fetchone()
         return None if row is None else NodeRecord(*row)
 
+    @_reads
     async def descendants(self, node_id: str) -> set[str]:
         async with self._r.execute(
             "WITH RECURSIVE below(id) AS (SELECT node_id FROM nodes WHERE parent = ? "
@@ -543,6 +600,7 @@ class SqliteStore:
         ) as cur:
             return {row[0] for row in await cur.fetchall()}
 
+    @_writes
     async def enroll(self, node_id: str, *, parent: str | None, role: str) -> None:
         """Register a node (idempotent; updates its parent and role)."""
         await self._w.execute(
@@ -553,6 +611,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ reading rows
 
+    @_reads
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None:
         """The materialized row (None if no field of it is stored)."""
         spec = COLLECTIONS[collection]
@@ -569,6 +628,7 @@ class SqliteStore:
                 out[f.name] = bool(out[f.name])
         return out
 
+    @_reads
     async def row_ids(self, collection: str, *, limit: int = 1000, after: str = "") -> list[str]:
         spec = COLLECTIONS[collection]
         async with self._r.execute(
@@ -576,6 +636,7 @@ class SqliteStore:
         ) as cur:
             return [r[0] for r in await cur.fetchall()]
 
+    @_reads
     async def digest(self) -> str:
         """SHA-256 over every field state (value, stamp, origin) in key order.
 
@@ -596,6 +657,7 @@ class SqliteStore:
             await self._r.execute("COMMIT")
         return h.hexdigest()
 
+    @_reads
     async def counts(self) -> dict[str, int]:
         """Rows per collection."""
         out: dict[str, int] = {}
