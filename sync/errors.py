@@ -140,13 +140,9 @@ class ReplayedBatchError(SyncError):
         self.to_seq = to_seq
         self.acked_since = acked_since
         self.acked_through = acked_through
-        if to_seq <= acked_through:
-            what = f"was already acknowledged (through {acked_through})"
-        else:
-            what = f"leaves a gap after the acknowledged {acked_through}"
         super().__init__(
-            f"Push of rows ({from_seq}, {to_seq}] from `{node_id}` {what}; "
-            f"resume from since={acked_since}, cursor={acked_through}"
+            f"Push of rows ({from_seq}, {to_seq}] from `{node_id}` does not continue what this node "
+            f"acknowledged (a resend, or a gap); resume from since={acked_since}, cursor={acked_through}"
         )
 
     def details(self) -> dict[str, object]:

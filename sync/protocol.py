@@ -152,8 +152,8 @@ def pull_start(request: PullRequest, peer_schema: int, *, store_id: str, high: i
 def check_push(batch: PushBatch, *, acked_since: int, acked_through: int, max_changes: int) -> None:
     """Refuse a push that is malformed, too large, replayed or leaves a gap.
 
-    A replay holds only rows this node acknowledged already (a resend after a
-    lost answer). A gap assumes more delivered than this node acknowledged (it
+    A replay would not move what this node acknowledged (a resend after a lost
+    answer). A gap assumes more delivered than this node acknowledged (it
     was restored from an older copy, say). Both are answered with
     (``acked_since``, ``acked_through``), where the sender resumes.
     """
@@ -161,8 +161,9 @@ def check_push(batch: PushBatch, *, acked_since: int, acked_through: int, max_ch
         raise MalformedBatchError("Expected since <= from_seq <= to_seq", "$.from_seq")
     if len(batch.changes) > max_changes:
         raise OversizedBatchError("change count", len(batch.changes), max_changes)
-    replay = 0 < batch.to_seq <= acked_through
     gap = batch.from_seq > acked_through or batch.since > acked_since
+    new_since, new_through = acked_after(batch, acked_since=acked_since)
+    replay = new_since <= acked_since and new_through <= acked_through
     if replay or gap:
         raise ReplayedBatchError(batch.node, batch.from_seq, batch.to_seq, acked_since, acked_through)
 

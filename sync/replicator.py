@@ -160,13 +160,11 @@ class Replicator:
             assert link is not None
             since, cursor = link.push_since, link.push_cursor
             page = await store.changes_after(since, cursor, limit=self.push_limit, exclude_src=self.upstream)
-            if not page.changes:
-                if not page.more:
-                    if (page.cursor, page.cursor) != (since, cursor):
-                        await store.set_push_cursor(self.upstream, since=page.cursor, cursor=page.cursor)
-                    return
-                await store.set_push_cursor(self.upstream, since=since, cursor=page.cursor)
-                continue
+            after = (since, page.cursor) if page.more else (page.cursor, page.cursor)
+            if not page.changes and after == (since, cursor):
+                return
+            # rows holding nothing for the upstream (states it sent us) still move
+            # the cursor through an (empty) batch, so both sides agree on it
             batch = next_push(
                 store.node_id,
                 store_id=store.store_id,

@@ -24,11 +24,18 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from hypothesis import Phase, settings
 
 from server.link_proxy import LinkProxy
 from server.node_process import NodeProcess
 
 T = TypeVar("T")
+
+# tests/test_mutants.py runs property tests against a broken merge rule: finding
+# the failure is what counts there, shrinking it would only cost minutes
+settings.register_profile(
+    "mutant", phases=[Phase.explicit, Phase.reuse, Phase.generate], derandomize=True, database=None
+)
 
 ENROLLED_BRANCHES = ("branch-1", "branch-2", "branch-3", "branch-4")
 #: a phone enrolled below branch-1 (so branch-1 may forward its register writes)
