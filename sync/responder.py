@@ -42,6 +42,8 @@ class Responder:
         self.store = store
         self.limits = limits or Limits()
         self.compress = compress
+        #: changes served per peer in the pull run under way
+        self._sent: dict[str, int] = {}
 
     async def handle(self, route: Route, body: bytes) -> bytes:
         message, peer_schema = decode_frame(body, max_body_bytes=self.limits.max_body_bytes)
@@ -66,7 +68,12 @@ class Responder:
             await store.reset_peer(request.node, request.node_store_id)
         limit = min(request.limit, self.limits.max_page_changes)
         page = await store.changes_after(since, cursor, limit=limit, exclude_src=request.node)
-        await store.record_served(request.node, cursor=page.cursor, sent=len(page.changes), complete=not page.more)
+        # one write per completed run, not per page: serving stays a read
+        sent = self._sent.pop(request.node, 0) + len(page.changes)
+        if page.more:
+            self._sent[request.node] = sent
+        else:
+            await store.record_served(request.node, cursor=page.cursor, sent=sent)
         log.info(
             "sync.pull served",
             extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes)},

@@ -463,44 +463,47 @@ class SqliteStore:
     async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page:
         """Field states numbered after ``since`` in rows numbered after ``cursor``.
 
-        Reads rows in ``_seq`` order across collections and stops at a row boundary
-        once about ``limit`` changes are gathered. States that ``exclude_src``
-        delivered are left out (it has them). One read snapshot per page.
+        Reads rows in ``_seq`` order across collections, in growing chunks, and
+        stops at a row boundary once ``limit`` changes are gathered or the rows
+        run out. States that ``exclude_src`` delivered are left out (it has them),
+        so rows holding nothing for it cost a read, not a page. One read snapshot.
         """
+        changes: list[Change] = []
+        append = changes.append
+        raw = msgspec.Raw
+        last = pos = cursor
+        chunk = max(64, limit // 10)  # rows; a customer row carries about ten fields
         await self._r.execute("BEGIN")
         try:
             async with self._r.execute("SELECT value FROM meta WHERE key = 'seq'") as cur:
                 (high,) = await cur.fetchone()  # type: ignore[misc]
-            streams = []
-            bound = None
-            for collection in COLLECTIONS:
-                async with self._r.execute(
-                    f"SELECT _seq, row_id, _state FROM {collection} WHERE _seq > ? ORDER BY _seq LIMIT ?",
-                    (cursor, limit),
-                ) as cur:
-                    rows = await cur.fetchall()
-                if len(rows) == limit:  # more rows wait in this collection
-                    bound = rows[-1][0] if bound is None else min(bound, rows[-1][0])
-                streams.append([(s, collection, r, st) for s, r, st in rows])
+            while True:
+                streams = []
+                bound = None  # rows beyond it may hide behind a truncated collection
+                for collection in COLLECTIONS:
+                    async with self._r.execute(
+                        f"SELECT _seq, row_id, _state FROM {collection} WHERE _seq > ? ORDER BY _seq LIMIT ?",
+                        (pos, chunk),
+                    ) as cur:
+                        rows = await cur.fetchall()
+                    if len(rows) == chunk:
+                        bound = rows[-1][0] if bound is None else min(bound, rows[-1][0])
+                    streams.append([(s, collection, r, st) for s, r, st in rows])
+                for row_seq, collection, row_id, state in heapq.merge(*streams):
+                    if bound is not None and row_seq > bound:
+                        break
+                    if len(changes) >= limit:
+                        return Page(changes, last, high, True)
+                    last = row_seq
+                    for name, (value, hlc, origin, fseq, src) in _decode_doc(state).items():
+                        if fseq > since and src != exclude_src:
+                            append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
+                if bound is None:
+                    break
+                pos = bound
+                chunk = min(chunk * 2, max(limit, 64))
         finally:
             await self._r.execute("COMMIT")
-        changes: list[Change] = []
-        append = changes.append
-        raw = msgspec.Raw
-        last = cursor
-        stopped = False
-        for row_seq, collection, row_id, state in heapq.merge(*streams):
-            if bound is not None and row_seq > bound:
-                break
-            if len(changes) >= limit:
-                stopped = True
-                break
-            last = row_seq
-            for name, (value, hlc, origin, fseq, src) in _decode_doc(state).items():
-                if fseq > since and src != exclude_src:
-                    append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
-        if stopped or bound is not None:
-            return Page(changes, last, high, True)
         end = max(high, last, cursor)
         return Page(changes, end, end, False)
 
@@ -565,13 +568,13 @@ class SqliteStore:
         )
 
     @_writes
-    async def record_served(self, peer: str, *, cursor: int, sent: int, complete: bool) -> None:
-        """Note a page served to ``peer``; a ``complete`` run means it has seen every
-        state numbered up to ``cursor`` (used to count conflicts)."""
+    async def record_served(self, peer: str, *, cursor: int, sent: int) -> None:
+        """Note a complete pull run served to ``peer``: it has seen every state
+        numbered up to ``cursor`` (used to count conflicts)."""
         await self._w.execute(
             "UPDATE links SET changes_out = changes_out + ?, last_ok_ms = ?, "
-            "served_cursor = CASE WHEN ? THEN max(served_cursor, ?) ELSE served_cursor END WHERE peer = ?",
-            (sent, self.clock.now_ms(), complete, cursor, peer),
+            "served_cursor = max(served_cursor, ?) WHERE peer = ?",
+            (sent, self.clock.now_ms(), cursor, peer),
         )
 
     @_writes

@@ -1,0 +1,86 @@
+"""Initial sync: a new branch pulls 100,000 customers (10 fields each) from HQ.
+
+    .venv/bin/python bench/bench_initial_sync.py [--customers N]    # or: python3 run.py bench
+
+HQ and branch-a run as `outpost serve` processes on loopback; HQ's file is seeded
+directly (not timed). Timed: one ``POST /sync/now`` on the empty branch, which
+pulls every field state page by page over HTTP and applies each page in one
+transaction. Targets: under 8 s, and under 300 MB peak RSS per process.
+
+The baseline, measured in the same run on the same disk: stdlib sqlite3 reads
+every row of HQ's customers table with one SELECT and ``executemany``-inserts
+them into a fresh file with the same table, one transaction per page's worth of
+rows, same pragmas. Ratio = Outpost's time / the baseline's time.
+
+Afterwards the branch's digest must equal HQ's and both must hold every
+customer, or the script exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import check_converged, connect, seeded_pair, timed_sync, verdict  # noqa: E402
+from bench.workload import FIELDS  # noqa: E402
+
+PAGE_ROWS = 5_000 // FIELDS  # rows per pull page at the default page_limit
+TARGET_S = 8.0
+TARGET_RSS_MB = 300.0
+
+
+def baseline(source: Path, target: Path) -> float:
+    """Seconds for a bare sqlite3 copy of the customers table into a fresh file."""
+    src, dst = connect(source), connect(target)
+    for (sql,) in src.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'customers' AND sql IS NOT NULL"):
+        dst.execute(sql)
+    start = time.perf_counter()
+    rows = src.execute("SELECT * FROM customers").fetchall()
+    marks = ", ".join("?" * len(rows[0]))
+    for i in range(0, len(rows), PAGE_ROWS):
+        dst.execute("BEGIN IMMEDIATE")
+        dst.executemany(f"INSERT INTO customers VALUES ({marks})", rows[i : i + PAGE_ROWS])
+        dst.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    src.close()
+    dst.close()
+    return elapsed
+
+
+async def run(customers: int) -> int:
+    async with seeded_pair(customers) as pair:
+        base_s = baseline(pair.db_path(pair.hq), pair.workdir / "baseline.db")
+        took_s, report = await timed_sync(pair.branch)
+        rss = {n.site: n.peak_rss_mb() for n in (pair.hq, pair.branch)}
+        problems = await check_converged(pair, customers)
+    pulled = report["pulled"]
+    print(f"initial sync: branch-a pulls {customers:,} customers x {FIELDS} fields from HQ over loopback HTTP")
+    print(f"  field changes pulled   {pulled:>10,}   ({report['pull_pages']} pages, applied {report['applied']:,})")
+    print(f"  wall time              {took_s:>10.2f} s (target < {TARGET_S:.0f} s: {verdict(took_s < TARGET_S)})")
+    print(f"  throughput             {pulled / took_s:>10,.0f} changes/s")
+    for site, mb in rss.items():
+        print(f"  peak RSS {site:<13} {mb:>10.0f} MB (target < {TARGET_RSS_MB:.0f} MB: {verdict(mb < TARGET_RSS_MB)})")
+    print(f"  baseline (sqlite3 SELECT + executemany copy of the rows, {PAGE_ROWS} rows/txn)  {base_s:.2f} s")
+    print(f"  ratio outpost/baseline {took_s / base_s:>10.1f} x")
+    for problem in problems:
+        print(f"  FAILED: {problem}")
+    if pulled != customers * FIELDS:
+        print(f"  FAILED: pulled {pulled:,} changes, expected {customers * FIELDS:,}")
+        return 1
+    return 1 if problems else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.customers)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Setup shared by the sync benchmarks: HQ seeded with customers, branch-a below it.
+
+Both nodes run as `outpost serve` processes on loopback (`NodeProcess`). The
+branch runs with ``--no-replicate``, so it syncs only when told to
+(``POST /sync/now``): the benchmark decides when the link works. (A long
+``--sync-interval`` would not do: the background loop syncs once at startup.)
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bench.workload import customer_ids, edits_for
+from server.node_process import NodeProcess
+from sync.edits import Edit
+from sync.hlc import Clock
+from sync.store.sqlite import SqliteStore, wall_clock_ms
+
+#: customers per `write_local` call (one transaction) when seeding
+SEED_CHUNK = 1_000
+#: the pragmas of `sync.store.sqlite`, for the stdlib baselines
+PRAGMAS = ("journal_mode = WAL", "synchronous = FULL", "cache_size = -32768")
+
+
+class Pair:
+    """HQ and branch-a in ``workdir``; `start` and `stop` may be repeated (new ports each time)."""
+
+    def __init__(self, workdir: Path, ids: list[str]) -> None:
+        self.workdir = workdir
+        self.ids = ids
+        self.token = secrets.token_urlsafe(24)
+        self.hq = NodeProcess("hq", workdir, token=self.token)
+        self.branch = self._branch()
+
+    def _branch(self) -> NodeProcess:
+        return NodeProcess("branch-a", self.workdir, token=self.token, upstream_url=self.hq.url,
+                           extra_args=("--no-replicate",))
+
+    def db_path(self, node: NodeProcess) -> Path:
+        return node.data_dir / f"{node.site}.db"
+
+    async def start(self) -> None:
+        if self.hq.proc is not None:  # a stopped NodeProcess has closed its client: make new ones
+            self.hq = NodeProcess("hq", self.workdir, token=self.token)
+            self.branch = self._branch()
+        await self.hq.start()
+        await self.branch.start()
+
+    async def stop(self) -> None:
+        for node in (self.branch, self.hq):
+            await node.stop()
+
+
+@asynccontextmanager
+async def seeded_pair(customers: int) -> AsyncIterator[Pair]:
+    """HQ holding ``customers`` customers (written straight into its file), an empty
+    branch-a, both serving; everything is stopped and deleted on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="outpost-bench-"))
+    pair = Pair(workdir, customer_ids(customers, now_ms=wall_clock_ms()))
+    try:
+        pair.hq.init()
+        pair.branch.init()
+        await write_local(pair.db_path(pair.hq), "hq", chunked(edits_for(pair.ids), SEED_CHUNK))
+        await pair.start()
+        yield pair
+    finally:
+        await pair.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def chunked(writes: Iterable[list[Edit]], n: int) -> Iterator[list[Edit]]:
+    """Join every ``n`` writes into one."""
+    out: list[Edit] = []
+    for i, edits in enumerate(writes, 1):
+        out += edits
+        if i % n == 0:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+async def write_local(path: Path, node_id: str, writes: Iterable[list[Edit]]) -> None:
+    """Each list of edits as one local write (one stamp, one transaction) at that node's file."""
+    store = await SqliteStore.open(path, node_id=node_id, clock=Clock(wall_clock_ms, 60_000))
+    try:
+        for edits in writes:
+            await store.write_local(edits)
+    finally:
+        await store.close()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in PRAGMAS:
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+async def timed_sync(node: NodeProcess) -> tuple[float, dict[str, int]]:
+    """Seconds for one ``POST /sync/now`` and its report."""
+    start = time.perf_counter()
+    report = await node.sync_now()
+    return time.perf_counter() - start, report
+
+
+def verdict(met: bool) -> str:
+    """How a figure compares with its target (printed, not enforced: the machine is noisy)."""
+    return "met" if met else "MISSED"
+
+
+async def check_converged(pair: Pair, customers: int) -> list[str]:
+    """What is wrong with the pair's convergence (empty when digests and row counts agree)."""
+    hq, branch = await pair.hq.digest(), await pair.branch.digest()
+    problems = []
+    if hq["digest"] != branch["digest"]:
+        problems.append(f"digests differ: hq {hq['digest'][:16]} branch-a {branch['digest'][:16]}")
+    for d in (hq, branch):
+        if d["rows"]["customers"] != customers:
+            problems.append(f"{d['node_id']} holds {d['rows']['customers']:,} customers, expected {customers:,}")
+    return problems
