@@ -55,6 +55,7 @@ class Refused(msgspec.Struct, frozen=True):
 
 
 Outcome = Applied | Superseded | Refused
+Merge = Callable[[FieldState | None, FieldState], Outcome]
 
 SUPERSEDED = Superseded()
 CORRUPT = Refused("corrupt")
@@ -186,21 +187,28 @@ def _max_stamp(a: FieldState, b: FieldState) -> tuple[int, str]:
     return max((a.hlc, a.origin), (b.hlc, b.origin))
 
 
-def make_merge_set(decode: Callable[[bytes], Any]) -> Callable[[FieldState | None, FieldState], Outcome]:
-    def merge_set(current: FieldState | None, incoming: FieldState) -> Outcome:
+def _make_merge_join(join_raw: Callable[[bytes, bytes], bytes]) -> Merge:
+    """A merge for states that are joins of contributions (sets, counters): the
+    contents join, the stamp is the greater of the two."""
+
+    def merge_join(current: FieldState | None, incoming: FieldState) -> Outcome:
         if current is None:
             return Applied(incoming)
         if incoming.raw == current.raw:
             if (incoming.hlc, incoming.origin) > (current.hlc, current.origin):
                 return Applied(incoming)
             return SUPERSEDED
-        joined = encode_set(join_sets(decode_set(current.raw, decode), decode_set(incoming.raw, decode)))
+        joined = join_raw(current.raw, incoming.raw)
         hlc, origin = _max_stamp(current, incoming)
         if joined == current.raw and (hlc, origin) == (current.hlc, current.origin):
             return SUPERSEDED
         return Applied(FieldState(joined, hlc, origin))
 
-    return merge_set
+    return merge_join
+
+
+def make_merge_set(decode: Callable[[bytes], Any]) -> Merge:
+    return _make_merge_join(lambda a, b: encode_set(join_sets(decode_set(a, decode), decode_set(b, decode))))
 
 
 # ---------------------------------------------------------------- per-node counter
@@ -224,26 +232,11 @@ def counter_add(counts: dict[str, int], node: str, by: int = 1) -> dict[str, int
     return out
 
 
-def make_merge_counter(decode: Callable[[bytes], Any]) -> Callable[[FieldState | None, FieldState], Outcome]:
-    def merge_counter(current: FieldState | None, incoming: FieldState) -> Outcome:
-        if current is None:
-            return Applied(incoming)
-        if incoming.raw == current.raw:
-            if (incoming.hlc, incoming.origin) > (current.hlc, current.origin):
-                return Applied(incoming)
-            return SUPERSEDED
-        joined = encode_value(join_counters(decode(current.raw), decode(incoming.raw)))
-        hlc, origin = _max_stamp(current, incoming)
-        if joined == current.raw and (hlc, origin) == (current.hlc, current.origin):
-            return SUPERSEDED
-        return Applied(FieldState(joined, hlc, origin))
-
-    return merge_counter
+def make_merge_counter(decode: Callable[[bytes], Any]) -> Merge:
+    return _make_merge_join(lambda a, b: encode_value(join_counters(decode(a), decode(b))))
 
 
 # ---------------------------------------------------------------- dispatch
-
-Merge = Callable[[FieldState | None, FieldState], Outcome]
 
 
 @functools.cache
