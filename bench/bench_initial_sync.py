@@ -18,15 +18,13 @@ customer, or the script exits non-zero.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import check_converged, connect, seeded_pair, timed_sync, verdict  # noqa: E402
+from bench.harness import bench_main, check_converged, connect, seeded_pair, timed_sync, verdict  # noqa: E402
 from bench.workload import FIELDS  # noqa: E402
 
 PAGE_ROWS = 5_000 // FIELDS  # rows per pull page at the default page_limit
@@ -75,12 +73,5 @@ async def run(customers: int) -> int:
     return 1 if problems else 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.customers)))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(run, __doc__)

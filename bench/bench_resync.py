@@ -24,7 +24,6 @@ later write on both nodes, or the script exits non-zero.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -34,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Pair, check_converged, connect, seeded_pair, timed_sync, verdict, write_local  # noqa: E402
+from bench.harness import Pair, bench_main, check_converged, connect, seeded_pair, timed_sync, verdict, write_local  # noqa: E402
 from sync.edits import Edit  # noqa: E402
 
 TARGET_S = 2.0
@@ -142,12 +141,5 @@ async def run(customers: int) -> int:
     return 1 if problems else 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.customers)))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(run, __doc__)

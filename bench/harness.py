@@ -8,14 +8,18 @@ branch runs with ``--no-replicate``, so it syncs only when told to
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import secrets
 import shutil
+import sys
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from bench.workload import customer_ids, edits_for
 from server.node_process import NodeProcess
@@ -126,3 +130,11 @@ async def check_converged(pair: Pair, customers: int) -> list[str]:
         if d["rows"]["customers"] != customers:
             problems.append(f"{d['node_id']} holds {d['rows']['customers']:,} customers, expected {customers:,}")
     return problems
+
+
+def bench_main(run: Callable[[int], Coroutine[Any, Any, int]], doc: str) -> None:
+    """Command line of a pair benchmark: ``--customers N``; exits with ``run``'s status."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.customers)))

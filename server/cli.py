@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
@@ -23,7 +23,6 @@ from sync.errors import SyncError
 from sync.store.errors import StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 
 def resolve_site(site: str) -> Path:
@@ -48,10 +47,6 @@ def _site_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _config(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> SiteConfig:
     return with_overrides(load_site(resolve_site(site)), data_dir=data_dir, port=port, upstream_url=upstream_url)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
 
 
 def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,7 +85,7 @@ def init(site: str, data_dir: str | None, port: int | None, upstream_url: str | 
         click.echo(f"initialised {config.node_id} ({config.role}) at {config.db_path} store {store.store_id}")
         await store.close()
 
-    _run(go())
+    asyncio.run(go())
 
 
 @main.command()
@@ -156,7 +151,7 @@ def sync(ctx: click.Context, site: str, data_dir: str | None, port: int | None, 
             f"refused here {report.refused_here} refused upstream {report.refused_upstream}"
         )
 
-    _run(go())
+    asyncio.run(go())
 
 
 @main.command()
@@ -185,7 +180,7 @@ def status(site: str, data_dir: str | None, port: int | None, upstream_url: str 
 
         render_status(st)
 
-    _run(go())
+    asyncio.run(go())
 
 
 @main.command()
@@ -196,4 +191,4 @@ def demo(customers: int, workdir: str | None) -> None:
     """HQ and two branches on loopback: cut a branch off, edit both sides, heal, converge."""
     from server.demo import run_demo
 
-    sys.exit(_run(run_demo(customers=customers, workdir=workdir)))
+    sys.exit(asyncio.run(run_demo(customers=customers, workdir=workdir)))
