@@ -17,19 +17,22 @@ from server.errors import internal_error, problem_details_plugin
 from server.node import Node
 from server.routes.customers import CustomerController
 from server.routes.health import HealthController
+from server.routes.keys import EnrollController, KeyAdminController, NodeKeysController
 from server.routes.sync import SyncController, SyncNowController
 
 API_VERSION = "0.1.0"
 
 
-def create_app(config: SiteConfig, *, replicate: bool = True) -> Litestar:
-    """The node's app: opens its store at startup, syncs in the background
-    (``replicate``), and closes everything at shutdown."""
+def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = True) -> Litestar:
+    """The node's app: opens its keystore (with ``passphrase``) and store at
+    startup, syncs in the background (``replicate``), and closes everything at
+    shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        node = await Node.open(config)
+        node = await Node.open(config, passphrase)
         app.state.node = node
+        node.start_key_steward()
         if replicate:
             node.start_replication()
         try:
@@ -39,11 +42,11 @@ def create_app(config: SiteConfig, *, replicate: bool = True) -> Litestar:
 
     operator = Router(
         path="/",
-        route_handlers=[CustomerController, SyncNowController],
+        route_handlers=[CustomerController, SyncNowController, EnrollController, KeyAdminController],
         guards=[require_admin],
     )
     return Litestar(
-        route_handlers=[SyncController, HealthController, operator],
+        route_handlers=[SyncController, HealthController, NodeKeysController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

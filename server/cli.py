@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ import msgspec
 
 from server.config import ConfigError, SiteConfig, load_site, with_overrides
 from server.logging import setup_logging
+from crypto.errors import KeystoreError
 from sync.errors import SyncError
 from sync.store.errors import StoreError
 
@@ -56,11 +58,50 @@ def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return f(*args, **kwargs)
-        except (ConfigError, StoreError, SyncError) as exc:
+        except (ConfigError, StoreError, SyncError, KeystoreError, ApiError) as exc:
             click.echo(f"outpost: {exc}", err=True)
             sys.exit(1)
 
     return wrapper
+
+
+class ApiError(Exception):
+    """A node's API refused a CLI request (its problem detail is the message)."""
+
+
+def _passphrase(*, confirm: bool = False) -> str:
+    """The keystore passphrase: from the environment, else asked for (never stored)."""
+    from server.node import PASSPHRASE_ENV
+
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise ConfigError(PASSPHRASE_ENV, "no keystore passphrase: set it in the environment or run interactively")
+    return click.prompt("keystore passphrase", hide_input=True, confirmation_prompt=confirm)  # type: ignore[no-any-return]
+
+
+def _call(url: str, path: str, body: object = None, *, token_env: str = "OUTPOST_ADMIN_TOKEN") -> Any:
+    """POST to a node's API with the operator token; a refusal becomes `ApiError`."""
+    import httpx
+
+    token = os.environ.get(token_env, "")
+    try:
+        response = httpx.post(f"{url.rstrip('/')}{path}", json=body, timeout=600,
+                              headers={"authorization": f"Bearer {token}"})
+    except httpx.TransportError as exc:
+        raise ApiError(f"cannot reach {url}: {type(exc).__name__}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text[:200]
+        raise ApiError(f"{url}{path} answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def _local_url(config: SiteConfig) -> str:
+    return f"http://{config.listen.host}:{config.listen.port}"
 
 
 @click.group()
@@ -75,14 +116,18 @@ def main(ctx: click.Context, log_level: str) -> None:
 @_site_options
 @_friendly
 def init(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> None:
-    """Create a node's database from its site config."""
+    """Create a node's keystore (sealed with a passphrase) and database from its site config."""
     from server.node import init_node
 
     config = _config(site, data_dir, port, upstream_url)
+    if config.keystore_path.exists():
+        raise ConfigError(config.path, f"a keystore already exists at {config.keystore_path}; refusing to overwrite it")
+    passphrase = _passphrase(confirm=True)
 
     async def go() -> None:
-        store = await init_node(config)
-        click.echo(f"initialised {config.node_id} ({config.role}) at {config.db_path} store {store.store_id}")
+        store = await init_node(config, passphrase)
+        click.echo(f"initialised {config.node_id} ({config.role}) at {config.db_path} store {store.store_id}; "
+                   f"keystore {config.keystore_path}")
         await store.close()
 
     asyncio.run(go())
@@ -106,8 +151,12 @@ def serve(ctx: click.Context, site: str, data_dir: str | None, port: int | None,
         config = msgspec.structs.replace(config, sync=msgspec.structs.replace(config.sync, interval_s=sync_interval))
     if not config.db_path.exists():
         raise ConfigError(config.path, f"no database at {config.db_path}; run `outpost init {site}` first")
+    passphrase = _passphrase()
+    from crypto.keystore import open_keystore
+
+    open_keystore(config.keystore_path, passphrase)  # a wrong passphrase stops here, with one line
     setup_logging(ctx.obj["log_level"] if ctx.obj["log_level"] != "WARNING" else "INFO", node_id=config.node_id)
-    app = create_app(config, replicate=not no_replicate)
+    app = create_app(config, passphrase=passphrase, replicate=not no_replicate)
     uvicorn.run(app, host=config.listen.host, port=config.listen.port, access_log=False, log_config=None,
                 timeout_graceful_shutdown=5)
 
@@ -129,8 +178,10 @@ def sync(ctx: click.Context, site: str, data_dir: str | None, port: int | None, 
     if config.upstream is None:
         raise ConfigError(config.path, "this node has no upstream to sync with")
 
+    passphrase = _passphrase()
+
     async def go() -> None:
-        node = await Node.open(config)
+        node = await Node.open(config, passphrase)
         try:
             assert node.replicator is not None
             link = await node.store.link(config.upstream.node_id)  # type: ignore[union-attr]
@@ -181,6 +232,66 @@ def status(site: str, data_dir: str | None, port: int | None, upstream_url: str 
         render_status(st)
 
     asyncio.run(go())
+
+
+@main.command()
+@_site_options
+@_friendly
+def enroll(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> None:
+    """Register this node's public keys with HQ (needs HQ's OUTPOST_ADMIN_TOKEN); HQ
+    then sends it, by sync, the scope keys its registry entry grants."""
+    from crypto.keystore import open_keystore
+    from server.routes.keys import enroll_request
+
+    config = _config(site, data_dir, port, upstream_url)
+    if config.upstream is None:
+        raise ConfigError(config.path, "HQ does not enroll with anyone; enroll the nodes below it")
+    keystore = open_keystore(config.keystore_path, _passphrase())
+    body = msgspec.to_builtins(enroll_request(keystore.identity))
+    result = _call(config.upstream.url, "/nodes/enroll", body)
+    click.echo(f"enrolled {config.node_id} (key version {result['key_version']}) with {config.upstream.node_id}; "
+               f"scope keys issued: {', '.join(result['issued']) or 'none'}")
+
+
+@main.command()
+@_site_options
+@click.argument("customer")
+@click.option("--reason", required=True, help="Why (the person's request, its reference).")
+@_friendly
+def erase(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, customer: str,
+          reason: str) -> None:
+    """Erase CUSTOMER's personal data everywhere (PIPL Art. 47), through the running HQ node."""
+    config = _config(site, data_dir, port, upstream_url)
+    report = _call(_local_url(config), f"/customers/{customer}/erase", {"reason": reason})
+    rotated = ", ".join(f"{r['group']}/{r['field_class']} v{r['new_version']}" for r in report["rotations"])
+    click.echo(f"erased {customer}: {report['data_keys_shredded']} data keys shredded, "
+               f"{report['results_shredded']} results shredded; scope keys rotated: {rotated or 'none'}")
+
+
+@main.command("rotate-keys")
+@_site_options
+@click.option("--scope", "scope", help="A scope key to rotate, as GROUP/CLASS (at HQ), e.g. branch-a/contact.")
+@click.option("--customer", help="A customer whose data keys to rotate (its fields are re-sealed).")
+@click.option("--node", "own", is_flag=True, help="This node's own signing and key-receiving keys.")
+@_friendly
+def rotate_keys(site: str, data_dir: str | None, port: int | None, upstream_url: str | None,
+                scope: str | None, customer: str | None, own: bool) -> None:
+    """Rotate keys at the running node, without stopping it."""
+    config = _config(site, data_dir, port, upstream_url)
+    url = _local_url(config)
+    if sum(x is not None and x is not False for x in (scope, customer, own)) != 1:
+        raise click.UsageError("give exactly one of --scope, --customer, --node")
+    if scope is not None:
+        group, _, cls = scope.partition("/")
+        r = _call(url, "/keys/rotate-scope", {"group": group, "field_class": cls})
+        click.echo(f"rotated {group}/{cls}: v{r['old_version']} -> v{r['new_version']}, {r['rewrapped']} data keys "
+                   f"re-wrapped, sent to {', '.join(r['recipients']) or 'no node'}")
+    elif customer is not None:
+        r = _call(url, f"/customers/{customer}/rotate-keys")
+        click.echo(f"customer {customer}: {'data keys rotated' if r['rotated'] else 'nothing to rotate here'}")
+    else:
+        r = _call(url, "/keys/rotate-node")
+        click.echo(f"{r['node_id']}: now key version {r['key_version']}")
 
 
 @main.command()

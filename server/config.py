@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from sync.ids import NodeIdStr
+from sync.schema import FieldClass
 
 Role = Literal["hq", "branch", "partner", "mobile"]
 Port = Annotated[int, Meta(ge=0, le=65_535)]
@@ -53,11 +54,18 @@ class SyncConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A node enrolled below this one (HQ's registry)."""
+    """A node enrolled below this one (HQ's registry).
+
+    ``classes``: the PII field classes whose keys it receives (a partner without
+    ``identity`` can never open an ID number, even from a copy of its own files);
+    ``lookups``: whether it receives the blind-index key (screen pop, duplicates).
+    """
 
     node_id: NodeIdStr
     role: Role
     parent: NodeIdStr | None = None
+    classes: list[FieldClass] = msgspec.field(default_factory=lambda: ["contact", "identity", "address", "profile"])
+    lookups: bool = True
 
 
 class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -80,6 +88,11 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def db_path(self) -> Path:
         return self.data_path / f"{self.node_id}.db"
+
+    @property
+    def keystore_path(self) -> Path:
+        """The node's keys: a separate file from the database, sealed with a passphrase."""
+        return self.data_path / f"{self.node_id}.keystore"
 
 
 def load_site(path: str | Path) -> SiteConfig:

@@ -33,6 +33,9 @@ from sync.errors import (
     VersionMismatchError,
 )
 
+from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
+from server.keyring import NoScopeKeyError, NotNormalisableError
+
 log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://outpost.example/problems/"
@@ -79,8 +82,45 @@ class UnauthorizedError(Exception):
         return {}
 
 
+class WrongNodeError(Exception):
+    """The operation runs at another node (erasure and key issuance run at HQ)."""
+
+    code = "wrong_node"
+
+    def __init__(self, operation: str, node: str, where: str) -> None:
+        self.operation = operation
+        self.node = node
+        self.where = where
+        super().__init__(f"`{operation}` is done at `{where}`, not at `{node}`; send it there")
+        self.message = str(self)
+
+    def details(self) -> dict[str, object]:
+        return {"operation": self.operation, "node": self.node, "at": self.where}
+
+
+class BadSignatureError(Exception):
+    """A request signed with a key the registry does not hold for that node."""
+
+    code = "bad_signature"
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(f"the signature does not verify with the key HQ holds for `{node}`")
+        self.message = str(self)
+
+    def details(self) -> dict[str, object]:
+        return {"node": self.node}
+
+
 STATUS[NotFoundError] = 404
 STATUS[UnauthorizedError] = 401
+STATUS[WrongNodeError] = 409
+STATUS[BadSignatureError] = 403
+STATUS[NoScopeKeyError] = 409
+STATUS[NotNormalisableError] = 422
+STATUS[NotInRegistryError] = 404
+STATUS[NoSuchScopeKeyError] = 404
+STATUS[CustomerGoneError] = 404
 
 
 def status_of(exc: Exception) -> int:

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
+from crypto.keystore import Keystore, create_keystore, open_keystore
 from server.config import SiteConfig
+from server.key_authority import KeyAuthority, scope_for
+from server.key_steward import KeySteward
+from server.keyring import Keyring
 from server.transport import HttpTransport
 from sync.hlc import Clock
 from sync.replicator import Replicator, SyncReport
@@ -19,13 +24,27 @@ from sync.store.sqlite import SqliteStore, wall_clock_ms
 log = logging.getLogger(__name__)
 
 
-async def init_node(config: SiteConfig) -> SqliteStore:
-    """Create the node's database and enroll the nodes its config lists."""
+#: where a node's keystore passphrase comes from when no one types it
+PASSPHRASE_ENV = "OUTPOST_KEYSTORE_PASSPHRASE"
+#: scrypt cost of new keystores (tests lower it through the environment)
+KDF_COST_ENV = "OUTPOST_KEYSTORE_SCRYPT_N"
+
+
+def keystore_cost() -> int:
+    return int(os.environ.get(KDF_COST_ENV, str(2**15)))
+
+
+async def init_node(config: SiteConfig, passphrase: str) -> SqliteStore:
+    """Create the node's keystore and database, and enroll the nodes its config
+    lists. At HQ, also make the scope keys of every group."""
     config.data_path.mkdir(parents=True, exist_ok=True)
+    keystore = create_keystore(config.keystore_path, config.node_id, passphrase, n=keystore_cost())
     store = await SqliteStore.create(
         config.db_path, node_id=config.node_id, role=config.role, clock=Clock(wall_clock_ms, config.sync.max_drift_ms)
     )
     await enroll_listed(store, config)
+    if config.role == "hq":
+        await KeyAuthority(Keyring(store, keystore, hq=config.node_id), config).ensure_scope_keys()
     return store
 
 
@@ -39,9 +58,14 @@ async def enroll_listed(store: SqliteStore, config: SiteConfig) -> None:
 class Node:
     """Everything one node runs, opened from its config."""
 
-    def __init__(self, config: SiteConfig, store: SqliteStore) -> None:
+    def __init__(self, config: SiteConfig, store: SqliteStore, keystore: Keystore) -> None:
         self.config = config
         self.store = store
+        self.hq = config.node_id if config.role == "hq" else config.upstream.node_id  # type: ignore[union-attr]
+        self.keyring = Keyring(store, keystore, hq=self.hq)
+        #: HQ only: makes, hands out and rotates scope keys; erases customers
+        self.authority = KeyAuthority(self.keyring, config) if config.role == "hq" else None
+        self.steward = KeySteward(self.keyring, is_hq=config.role == "hq", hq=self.hq)
         self.responder = Responder(
             store,
             Limits(
@@ -49,6 +73,7 @@ class Node:
                 max_push_changes=max(config.sync.push_limit, 20_000),
                 max_page_changes=max(config.sync.page_limit, 20_000),
             ),
+            scope_for=lambda peer: scope_for(config, peer),
         )
         self.transport: HttpTransport | None = None
         self.replicator: Replicator | None = None
@@ -66,22 +91,48 @@ class Node:
             )
         self._stop = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._steward_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, config: SiteConfig) -> Node:
-        """Open the node's store (created by `outpost init`); re-reads the config's registry."""
+    async def open(cls, config: SiteConfig, passphrase: str) -> Node:
+        """Open the node's keystore and store (made by `outpost init`); re-reads the
+        config's registry. Raises `KeystoreError` (missing file, wrong passphrase)."""
+        keystore = open_keystore(config.keystore_path, passphrase)
         store = await SqliteStore.open(
             config.db_path, node_id=config.node_id, clock=Clock(wall_clock_ms, config.sync.max_drift_ms)
         )
-        await enroll_listed(store, config)
-        return cls(config, store)
+        try:
+            await enroll_listed(store, config)
+            node = cls(config, store, keystore)
+            if node.authority is not None:
+                await node.authority.ensure_scope_keys()  # groups added to the registry since
+        except BaseException:
+            await store.close()
+            raise
+        return node
 
     def start_replication(self) -> None:
         """Sync with the upstream in the background until `close`."""
         if self.replicator is not None and self._loop_task is None:
             self._loop_task = asyncio.create_task(self.replicator.run(self._stop, on_round=self._log_round))
 
+    def start_key_steward(self) -> None:
+        """Do the key work that arriving changes call for, in the background until `close`."""
+        if self._steward_task is None:
+            self._steward_task = asyncio.create_task(self.steward.run(self._stop))
+
+    async def sync_now(self) -> SyncReport:
+        """One sync round, then the key work it calls for, before returning."""
+        if self.replicator is None:
+            report = SyncReport()
+        else:
+            report = await self.replicator.sync_once()
+        await self.steward.run_once()
+        return report
+
     async def _log_round(self, outcome: object) -> None:
+        if isinstance(outcome, SyncReport) and outcome.pulled:
+            self.steward.trigger()
         if isinstance(outcome, SyncReport) and (outcome.pushed or outcome.pulled):
             log.info(
                 "sync.round done",
@@ -92,11 +143,12 @@ class Node:
         """Stop syncing (a round in flight gets ``grace_s`` to finish; an apply cut
         short rolls back whole) and close the store."""
         self._stop.set()
-        if self._loop_task is not None:
-            try:
-                await asyncio.wait_for(self._loop_task, grace_s)
-            except TimeoutError:
-                pass  # wait_for cancelled it
+        for task in (self._loop_task, self._steward_task):
+            if task is not None:
+                try:
+                    await asyncio.wait_for(task, grace_s)
+                except TimeoutError:
+                    pass  # wait_for cancelled it
         if self.transport is not None:
             await self.transport.aclose()
         await self.store.close()

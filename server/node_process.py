@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import httpx
 
 from server.auth import TOKEN_ENV
 from server.cli import ROOT
+from server.node import PASSPHRASE_ENV
 
 
 def free_port() -> int:
@@ -33,7 +35,7 @@ class NodeProcess:
     """One `outpost serve` subprocess and an HTTP client for its API."""
 
     def __init__(self, site: str, workdir: Path, *, token: str, upstream_url: str | None = None,
-                 sync_interval_s: float = 1.0, extra_args: tuple[str, ...] = ()) -> None:
+                 sync_interval_s: float = 1.0, extra_args: tuple[str, ...] = (), passphrase: str | None = None) -> None:
         self.site = site
         self.extra_args = extra_args
         self.port = free_port()
@@ -42,6 +44,8 @@ class NodeProcess:
         self.token = token
         self.upstream_url = upstream_url
         self.sync_interval_s = sync_interval_s
+        #: the keystore passphrase, given to the child through its environment only
+        self.passphrase = passphrase or secrets.token_urlsafe(16)
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{self.port}", headers={"authorization": f"Bearer {token}"}, timeout=60
@@ -57,12 +61,26 @@ class NodeProcess:
             args += ["--upstream-url", self.upstream_url]
         return args
 
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, TOKEN_ENV: self.token, PASSPHRASE_ENV: self.passphrase}
+
     def init(self) -> None:
-        subprocess.run([sys.executable, "-m", "server", "init", self.site, *self._args()], check=True,
-                       capture_output=True, cwd=ROOT)
+        self._run("init")
+
+    def enroll(self) -> str:
+        """Register the node's public keys with its upstream (HQ must be running)."""
+        return self._run("enroll")
+
+    def _run(self, command: str, *extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "server", command, self.site, *self._args(), *extra],
+                              capture_output=True, cwd=ROOT, env=self.env, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"outpost {command} {self.site} failed: {done.stderr.strip()}")
+        return done.stdout
 
     async def start(self) -> None:
-        env = {**os.environ, TOKEN_ENV: self.token}
+        env = self.env
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", self.site, *self._args(),

@@ -26,16 +26,22 @@ class HttpTransport:
         self._owns_client = client is None
 
     async def __call__(self, route: Route, body: bytes) -> bytes:
+        return await self.post(f"/sync/{route}", body, SYNC_MEDIA_TYPE)
+
+    async def post_json(self, path: str, body: bytes, *, token: str | None = None) -> object:
+        """POST a JSON body to the upstream's API (enrollment, key rotation)."""
+        return msgspec.json.decode(await self.post(path, body, "application/json", token=token))
+
+    async def post(self, path: str, body: bytes, media_type: str, *, token: str | None = None) -> bytes:
+        headers = {"content-type": media_type, "accept": media_type}
+        if token is not None:
+            headers["authorization"] = f"Bearer {token}"
         try:
-            response = await self._client.post(
-                f"{self.base_url}/sync/{route}",
-                content=body,
-                headers={"content-type": SYNC_MEDIA_TYPE, "accept": SYNC_MEDIA_TYPE},
-            )
+            response = await self._client.post(f"{self.base_url}{path}", content=body, headers=headers)
             content = await response.aread()
         except httpx.TransportError as exc:
             raise LinkDownError(self.peer, type(exc).__name__) from None
-        if response.status_code == 200:
+        if response.status_code in (200, 201):
             return content
         if response.status_code >= 500:
             raise LinkDownError(self.peer, f"HTTP {response.status_code}")

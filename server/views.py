@@ -19,7 +19,21 @@ from sync.schema import COLLECTIONS, CollectionSpec, FieldSpec
 
 
 def _visible(spec: CollectionSpec) -> list[FieldSpec]:
-    return [f for f in spec.fields.values() if f.pii is None]
+    """Fields that travel as JSON as they are stored (not PII, not blind indexes)."""
+    return [f for f in spec.fields.values() if not f.secret]
+
+
+#: the longest plaintext each PII field takes (characters)
+PII_MAX_LENGTH: dict[str, int] = {
+    "name": 64, "phone": 32, "second_contact": 64, "email": 254, "id_number": 32, "birthday": 10,
+    "address": 256, "employer": 128, "position": 64, "interests": 512, "notes": 2_000,
+}
+
+
+def _pii_type(f: FieldSpec) -> Any:
+    if f.name == "birthday":
+        return Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD (PII)")]
+    return Annotated[str, Meta(min_length=1, max_length=PII_MAX_LENGTH.get(f.name, 256), description=f"PII ({f.pii})")]
 
 
 def _member_type(f: FieldSpec) -> Any:
@@ -37,6 +51,12 @@ def view_struct(collection: str) -> type[msgspec.Struct]:
             fields.append((f.name, int, 0))
         else:
             fields.append((f.name, f.annotation, f.default))
+    if collection == "customers":
+        for f in spec.pii_fields:
+            fields.append((f.name, _pii_type(f) | None, None))
+        fields.append(("unavailable", Annotated[list[str], Meta(
+            description="PII fields this node holds but cannot open (no key here, or damaged); the reason is logged"
+        )], msgspec.field(default_factory=list)))
     name = "".join(p.capitalize() for p in spec.name.rstrip("s").split("_")) + "View"
     return msgspec.defstruct(name, fields, kw_only=True, module=__name__)
 
@@ -57,6 +77,9 @@ def write_struct(collection: str) -> type[msgspec.Struct]:
             fields.append((f.name, Literal[True], msgspec.UNSET))
         else:
             fields.append((f.name, f.annotation, msgspec.UNSET))
+    if collection == "customers":
+        for f in spec.pii_fields:  # plaintext in, sealed at this node before anything is stored
+            fields.append((f.name, _pii_type(f) | None, msgspec.UNSET))
     name = "".join(p.capitalize() for p in spec.name.rstrip("s").split("_")) + "Write"
     return msgspec.defstruct(
         name, fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, module=__name__
@@ -84,9 +107,26 @@ def edits_from(collection: str, row_id: str, body: msgspec.Struct) -> list[Edit]
     return edits
 
 
-def to_view(view: type[msgspec.Struct], row: dict[str, Any]) -> msgspec.Struct:
-    return view(**{name: row[name] for name in view.__struct_fields__})
+def pii_from(body: msgspec.Struct) -> dict[str, str | None]:
+    """The PII fields a customer write body sets (plaintext; None clears)."""
+    return {
+        f.name: getattr(body, f.name)
+        for f in COLLECTIONS["customers"].pii_fields
+        if getattr(body, f.name) is not msgspec.UNSET
+    }
 
+
+def to_view(view: type[msgspec.Struct], row: dict[str, Any], opened: Any = None) -> msgspec.Struct:
+    """A view of a stored row; ``opened`` (a `server.keyring.OpenedRow`) fills in
+    PII. Sealed bytes never reach a view: PII shows only as opened here."""
+    values = {name: row[name] for name in view.__struct_fields__ if name in row and name not in _SEALED}
+    if opened is not None:
+        values.update({k: (None if v is None else v.reveal()) for k, v in opened.values.items()})
+        values["unavailable"] = sorted(opened.unavailable)
+    return view(**values)
+
+
+_SEALED = frozenset(f.name for c in COLLECTIONS.values() for f in c.pii_fields)
 
 CustomerView = view_struct("customers")
 CustomerWrite = write_struct("customers")

@@ -8,11 +8,13 @@ refusal is a typed `SyncError` raised before anything is stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, decode_frame, encode_frame
 from sync.errors import MalformedBatchError
 from sync.protocol import acked_after, check_push, origin_checker, pull_start, require_known, validate_changes
+from sync.scope import PeerScope
 from sync.store import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,19 @@ class Limits:
 class Responder:
     """Serves the nodes below this one (branches below HQ, phones below a branch)."""
 
-    def __init__(self, store: ReplicaStore, limits: Limits | None = None, *, compress: bool = True) -> None:
+    def __init__(
+        self,
+        store: ReplicaStore,
+        limits: Limits | None = None,
+        *,
+        compress: bool = True,
+        scope_for: Callable[[str], PeerScope | None] = lambda peer: None,
+    ) -> None:
         self.store = store
         self.limits = limits or Limits()
         self.compress = compress
+        #: the scope of a downstream node (None: it receives everything)
+        self.scope_for = scope_for
         #: changes served per peer in the pull run under way
         self._sent: dict[str, int] = {}
 
@@ -67,7 +78,10 @@ class Responder:
             # first contact, or the downstream was rebuilt: its numbering starts again
             await store.reset_peer(request.node, request.node_store_id)
         limit = min(request.limit, self.limits.max_page_changes)
-        page = await store.changes_after(since, cursor, limit=limit, exclude_src=request.node)
+        scope = self.scope_for(request.node)
+        page = await store.changes_after(
+            since, cursor, limit=limit, exclude_src=request.node, admit=None if scope is None else scope.admits
+        )
         # one write per completed run, not per page: serving stays a read
         sent = self._sent.pop(request.node, 0) + len(page.changes)
         if page.more:

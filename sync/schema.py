@@ -19,7 +19,10 @@ Merge types (see ../shared/DESIGN.md):
 =================  ==========================================================
 
 PII values are sealed ciphertext (``bytes``) in storage and on the wire; only the
-edge opens them.
+edge opens them. Secret fields (PII, wrapped keys, blind indexes) are shredded by
+a tombstone: a deleted row keeps no secret state, and a secret value arriving for
+it later is dropped, so deletion (and erasure) is a join like any other merge.
+Fields declared ``index=True`` get an SQL index for lookups.
 
 Schema evolution follows msgspec's rules: new fields get defaults, no field
 changes type, and ``SCHEMA_VERSION`` goes up whenever a field or collection is
@@ -36,13 +39,19 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
 
 FieldClass = Literal["contact", "identity", "address", "profile"]
 FIELD_CLASSES: tuple[str, ...] = typing.get_args(FieldClass)
+#: what a scope key protects: a PII field class, or the blind-index key
+KeyClass = Literal["contact", "identity", "address", "profile", "index"]
+#: scope_key: a scope key HPKE-wrapped for one node (its mailbox);
+#: data_key: a customer's data key wrapped under a scope key;
+#: epoch: the live version of a (group, class) scope key; older ones are destroyed
+KeyKind = Literal["scope_key", "data_key", "epoch"]
 
 # ---------------------------------------------------------------- value types
 
@@ -53,6 +62,12 @@ TimeMs = Annotated[int, Meta(ge=0, le=(1 << 48) - 1, description="Unix time in m
 Tag = Annotated[str, Meta(min_length=1, max_length=64)]
 #: AES-256-GCM sealed value (version byte, nonce, ciphertext, tag); see crypto/.
 SealedBytes = Annotated[bytes, Meta(max_length=16_384)]
+
+#: keyed blind index of a phone or ID number (truncated HMAC; see crypto.blind_index)
+BlindIndex = Annotated[int, Meta(ge=0, lt=1 << 32)]
+KeyVersion = Annotated[int, Meta(ge=1, lt=1 << 32)]
+#: a scope group: a site's node id, or ``*`` for keys every node may hold
+Group = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^(\*|[a-z0-9][a-z0-9.-]{0,62})$")]
 
 Suppression = Literal["do_not_call", "refused_marketing", "blacklist"]
 CustomerStatus = Literal["active", "suspended", "closed"]
@@ -95,10 +110,15 @@ Role = Literal[
 ]
 
 
-def _m(merge: MergeType, pii: FieldClass | None = None, **meta: Any) -> Meta:
-    extra: dict[str, str] = {"merge": merge}
+def _m(merge: MergeType, pii: FieldClass | None = None, *, secret: bool = False, index: bool = False,
+       **meta: Any) -> Meta:
+    extra: dict[str, Any] = {"merge": merge}
     if pii is not None:
         extra["pii"] = pii
+    if secret:
+        extra["secret"] = True
+    if index:
+        extra["index"] = True
     return Meta(extra=extra, **meta)
 
 
@@ -125,6 +145,8 @@ class Customer(msgspec.Struct, kw_only=True):
     sales_rep: Annotated[UserRef | None, _m("lww")] = None
     tags: Annotated[frozenset[Tag], _m("add_wins_set")] = frozenset()
     suppression: Annotated[frozenset[Suppression], _m("add_wins_set")] = frozenset()
+    #: partner sites contracted to work this customer: scope groups besides the home branch
+    partners: Annotated[frozenset[NodeIdStr], _m("add_wins_set")] = frozenset()
     name: _pii("contact") = None
     phone: _pii("contact") = None
     second_contact: _pii("contact") = None
@@ -136,6 +158,8 @@ class Customer(msgspec.Struct, kw_only=True):
     position: _pii("profile") = None
     interests: _pii("profile") = None
     notes: _pii("profile") = None
+    phone_index: Annotated[BlindIndex | None, _m("lww", secret=True, index=True)] = None
+    id_number_index: Annotated[BlindIndex | None, _m("lww", secret=True, index=True)] = None
     deleted: Deleted = False
 
 
@@ -158,7 +182,8 @@ class Task(msgspec.Struct, kw_only=True):
 
 
 class Result(msgspec.Struct, kw_only=True):
-    """What happened on a call or visit. Append-only: corrections are new results."""
+    """What happened on a call or visit. Append-only: corrections are new results;
+    only erasure or retention deletes one."""
 
     task_id: Annotated[RowId | None, _m("append_only")] = None
     customer_id: Annotated[RowId | None, _m("append_only")] = None
@@ -172,6 +197,8 @@ class Result(msgspec.Struct, kw_only=True):
     agent: Annotated[UserRef | None, _m("append_only")] = None
     site: Annotated[NodeIdStr | None, _m("append_only")] = None
     recorded_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
+    #: erasure or retention purge; shreds the sealed notes
+    deleted: Deleted = False
 
 
 class Campaign(msgspec.Struct, kw_only=True):
@@ -199,6 +226,26 @@ class User(msgspec.Struct, kw_only=True):
     deleted: Deleted = False
 
 
+class KeyRecord(msgspec.Struct, kw_only=True):
+    """A wrapped key (see crypto/ and server/keyring.py). Row ids are name-based
+    UUIDs of what the record is, so the same key from two places is one row."""
+
+    kind: Annotated[KeyKind | None, _m("append_only")] = None
+    scope_group: Annotated[Group | None, _m("append_only", index=True)] = None
+    field_class: Annotated[KeyClass | None, _m("append_only")] = None
+    #: scope_key: the node it is wrapped for, and which of that node's key versions
+    recipient: Annotated[NodeIdStr | None, _m("append_only")] = None
+    recipient_key_version: Annotated[KeyVersion | None, _m("append_only")] = None
+    #: data_key: the customer it belongs to
+    customer_id: Annotated[RowId | None, _m("append_only", index=True)] = None
+    #: the version of the wrapped key itself
+    key_version: Annotated[KeyVersion | None, _m("append_only")] = None
+    #: data_key: the scope key version it is wrapped under now; epoch: the live version
+    scope_version: Annotated[KeyVersion | None, _m("lww")] = None
+    wrapped: Annotated[SealedBytes | None, _m("lww", secret=True)] = None
+    deleted: Deleted = False
+
+
 # ---------------------------------------------------------------- derivation
 
 #: A dot: the (HLC stamp, origin node) of one add to a set.
@@ -210,7 +257,7 @@ class FieldSpec:
 
     __slots__ = (
         "collection", "name", "merge", "pii", "annotation", "wire_type",
-        "default", "sql_type", "nullable", "lattice", "decoder",
+        "default", "sql_type", "nullable", "lattice", "decoder", "secret", "index",
     )
 
     def __init__(
@@ -225,6 +272,8 @@ class FieldSpec:
         sql_type: str,
         nullable: bool,
         lattice: tuple[str, ...] | None,
+        secret: bool = False,
+        index: bool = False,
     ) -> None:
         self.collection = collection
         self.name = name
@@ -236,6 +285,10 @@ class FieldSpec:
         self.sql_type = sql_type
         self.nullable = nullable
         self.lattice = lattice
+        #: shredded by the row's tombstone (PII, wrapped keys, blind indexes)
+        self.secret = secret or pii is not None
+        #: the column gets an SQL index
+        self.index = index
         #: decodes this field's msgpack wire value, enforcing its constraints
         self.decoder = msgspec.msgpack.Decoder(wire_type)
 
@@ -256,6 +309,10 @@ class CollectionSpec:
     @property
     def pii_fields(self) -> tuple[FieldSpec, ...]:
         return tuple(f for f in self.fields.values() if f.pii is not None)
+
+    @property
+    def secret_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields.values() if f.secret)
 
     def __repr__(self) -> str:
         return f"CollectionSpec({self.name}, {len(self.fields)} fields)"
@@ -341,7 +398,11 @@ def _derive(name: str, struct: type[msgspec.Struct]) -> CollectionSpec:
             sql_type=sql_type,
             nullable=nullable,
             lattice=lattice,
+            secret=bool(meta.extra.get("secret")),
+            index=bool(meta.extra.get("index")),
         )
+    if any(f.secret for f in fields.values()) and "deleted" not in fields:
+        raise SchemaDeclarationError(f"{name}: secret fields need a tombstone to shred them")
     return CollectionSpec(name, struct, fields)
 
 
@@ -357,6 +418,7 @@ COLLECTIONS: dict[str, CollectionSpec] = derive_collections(
         "results": Result,
         "campaigns": Campaign,
         "users": User,
+        "keys": KeyRecord,
     }
 )
 

@@ -40,6 +40,7 @@ class SyncController(Controller):
     async def push(self, request: Request, node: NodeDep) -> Response[bytes]:
         """A downstream node sends its changes; all are merged in one transaction and acknowledged."""
         frame = await node.responder.handle("push", await request.body())
+        node.steward.trigger()  # keys for new customers, shredding after deletions
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
 
@@ -49,8 +50,7 @@ class SyncNowController(Controller):
 
     @post("/", operation_id="SyncNow", name="sync:now", status_code=200)
     async def sync_now(self, node: NodeDep) -> SyncReport:
-        """Sync with the upstream now (push, then pull until caught up); returns what moved."""
-        if node.replicator is None:
-            return SyncReport()
-        return await node.replicator.sync_once()
+        """Sync with the upstream now (push, then pull until caught up), then do the
+        key work that calls for; returns what moved."""
+        return await node.sync_now()
 

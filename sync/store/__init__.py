@@ -15,6 +15,7 @@ from sync.changes import Change, RefusedChange
 from sync.edits import Edit
 from sync.hlc import Clock
 from sync.protocol import Incoming
+from sync.scope import RowFilter
 
 
 class ApplyReport(msgspec.Struct, frozen=True):
@@ -65,10 +66,15 @@ class LinkState(msgspec.Struct, kw_only=True):
 
 
 class NodeRecord(msgspec.Struct, frozen=True):
+    """A node in the registry; its public keys once it has enrolled them."""
+
     node_id: str
     parent: str | None
     role: str
     enrolled_ms: int
+    key_version: int | None = None
+    sign_pub: bytes | None = None
+    kem_pub: bytes | None = None
 
 
 class ReplicaStore(Protocol):
@@ -95,7 +101,9 @@ class ReplicaStore(Protocol):
         new_store: bool = False,
     ) -> ApplyReport: ...
 
-    async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page: ...
+    async def changes_after(
+        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None
+    ) -> Page: ...
 
     async def high_seq(self) -> int: ...
 
@@ -126,6 +134,16 @@ class ReplicaStore(Protocol):
     async def enroll(self, node_id: str, *, parent: str | None, role: str) -> None: ...
 
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None: ...
+
+    async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]: ...
+
+    async def rows_after(self, collection: str, after_seq: int, *, limit: int = 1_000) -> list[tuple[int, dict[str, Any]]]: ...
+
+    async def checkpoint(self) -> None: ...
+
+    async def nodes(self) -> list[NodeRecord]: ...
+
+    async def set_node_keys(self, node_id: str, *, key_version: int, sign_pub: bytes, kem_pub: bytes) -> None: ...
 
     async def digest(self) -> str: ...
 

@@ -84,7 +84,13 @@ def collection_table(spec: CollectionSpec) -> str:
     return (
         f"CREATE TABLE {spec.name} (\n" + ",\n".join(columns) + "\n);\n"
         f"CREATE INDEX {spec.name}__seq ON {spec.name} (_seq);\n"
+        + "".join(field_index(spec, f) for f in spec.fields.values() if f.index)
     )
+
+
+def field_index(spec: CollectionSpec, f: FieldSpec) -> str:
+    """CREATE INDEX for a field declared ``index=True`` (idempotent)."""
+    return f"CREATE INDEX IF NOT EXISTS {spec.name}_{f.name} ON {spec.name} ({f.name});\n"
 
 
 def schema_ddl() -> str:

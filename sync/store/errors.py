@@ -60,3 +60,14 @@ class StoreVersionError(StoreError):
             f"Store {path} has layout version {store_version}; this Outpost reads up to "
             f"{supported}: upgrade Outpost"
         )
+
+
+class StoreBusyError(StoreError):
+    """Another connection kept SQLite from finishing an operation; retry it."""
+
+    code = "store_busy"
+
+    def __init__(self, path: str, operation: str) -> None:
+        self.path = path
+        self.operation = operation
+        super().__init__(f"{operation} of {path} could not finish: another reader or writer holds it; retry")

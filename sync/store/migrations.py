@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from sync.schema import COLLECTIONS
-from sync.store.ddl import _sql_literal, collection_table, schema_ddl
+from sync.store.ddl import _sql_literal, collection_table, field_index, schema_ddl
 
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[tuple[int, str, Step]] = []
@@ -33,6 +33,12 @@ async def _initial(conn: aiosqlite.Connection) -> None:
     for statement in schema_ddl().split(";"):
         if statement.strip():
             await conn.execute(statement)
+
+
+@migration(2, "public keys in the node registry")
+async def _node_keys(conn: aiosqlite.Connection) -> None:
+    for column in ("key_version INTEGER", "sign_pub BLOB", "kem_pub BLOB"):
+        await conn.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
 
 
 LAYOUT_VERSION = len(MIGRATIONS)
@@ -58,6 +64,8 @@ async def add_missing_columns(conn: aiosqlite.Connection) -> list[str]:
                     f"DEFAULT {_sql_literal(f)}"
                 )
                 added.append(f"{spec.name}.{f.name}")
+            if f.index:
+                await conn.execute(field_index(spec, f))
     return added
 
 

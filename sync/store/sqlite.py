@@ -46,12 +46,20 @@ from sync.ids import new_ulid
 from sync.merge import Applied, FieldState, Refused, materialize, merge_for
 from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, SCHEMA_VERSION, FieldSpec
+from sync.scope import RowFilter
 from sync.store import ApplyReport, LinkState, NodeRecord, Page
 from sync.store.ddl import column_value
-from sync.store.errors import StoreExistsError, StoreMissingError, StoreOwnerError, StoreVersionError
+from sync.store.errors import (
+    StoreBusyError,
+    StoreExistsError,
+    StoreMissingError,
+    StoreOwnerError,
+    StoreVersionError,
+)
 from sync.store.migrations import LAYOUT_VERSION, add_missing_columns, migrate
 
 _LINK_COLUMNS = tuple(LinkState.__struct_fields__)
+_NODE_COLUMNS = ", ".join(NodeRecord.__struct_fields__)
 
 #: one field's stored state: (canonical value, hlc, origin, local seq, source peer)
 Entry = tuple[bytes, int, str, int, str]
@@ -65,6 +73,13 @@ _encode_doc = msgspec.msgpack.Encoder().encode
 _MATERIALIZED = frozenset({"add_wins_set", "counter"})
 #: row ids per `json_each` lookup of stored states
 _LOOKUP_CHUNK = 2_000
+#: a tombstone's canonical value when the row is deleted
+_TRUE = msgspec.msgpack.encode(True)
+
+
+def _tombstoned(doc: Doc) -> bool:
+    entry = doc.get("deleted")
+    return entry is not None and entry[0] == _TRUE
 
 
 async def _connect(path: str) -> aiosqlite.Connection:
@@ -245,11 +260,14 @@ class SqliteStore:
             batch = await self._load([(s.collection, e.row_id) for s, e in zip(specs, edits)])
             for spec, edit in zip(specs, edits):
                 key = (spec.collection, edit.row_id)
+                if spec.secret and _tombstoned(batch.docs[key]):
+                    continue  # a deleted row holds no secrets
                 entry = batch.docs[key].get(spec.name)
                 cur = None if entry is None else FieldState(entry[0], entry[1], entry[2])
                 new = edit_state(spec, cur, edit, stamp, self.node_id)
                 if new is not cur:
                     self._stage(batch, key, spec, new, "", _UNDECODED)
+            self._shred(batch)
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, stamp)
             await self._w.execute("COMMIT")
@@ -259,6 +277,8 @@ class SqliteStore:
         for (collection, row_id), fields in batch.dirty.items():
             doc = batch.docs[(collection, row_id)]
             for name in fields:
+                if name not in doc:
+                    continue  # shredded by the row's tombstone
                 raw, hlc, origin, _, _ = doc[name]
                 changes.append(Change(collection, row_id, name, msgspec.Raw(raw), hlc, origin))  # type: ignore[arg-type]
         return changes
@@ -340,7 +360,11 @@ class SqliteStore:
                 spec = inc.spec
                 key = (spec.collection, inc.row_id)
                 state = inc.state
-                entry = docs[key].get(spec.name)
+                doc = docs[key]
+                if spec.secret and _tombstoned(doc):
+                    superseded += 1  # a deleted row holds no secrets
+                    continue
+                entry = doc.get(spec.name)
                 if entry is None:  # first state of this field here: nothing to merge
                     stage(batch, key, spec, state, src, inc.value)
                     applied += 1
@@ -366,6 +390,7 @@ class SqliteStore:
                     refused.append(RefusedChange(inc.index, outcome.reason))
                 else:
                     superseded += 1
+            self._shred(batch)
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, max_hlc)
             await link_update()
@@ -390,6 +415,20 @@ class SqliteStore:
             batch.dirty[key] = {spec.name: value}
         else:
             cols[spec.name] = value
+
+    @staticmethod
+    def _shred(batch: _Batch) -> None:
+        """Drop the secret fields of rows this batch tombstoned (their columns
+        become NULL; secure_delete zeroes the freed bytes)."""
+        for key, cols in batch.dirty.items():
+            if "deleted" not in cols:
+                continue
+            secret = COLLECTIONS[key[0]].secret_fields
+            doc = batch.docs[key]
+            if secret and _tombstoned(doc):
+                for f in secret:
+                    if doc.pop(f.name, None) is not None:
+                        cols[f.name] = None
 
     async def _load(self, rows: list[_RowKey]) -> _Batch:
         """The stored docs of these rows (empty docs for rows not stored yet)."""
@@ -422,8 +461,9 @@ class SqliteStore:
             seq += 1
             doc = docs[key]
             for name in cols:
-                raw, hlc, origin, _, src = doc[name]
-                doc[name] = (raw, hlc, origin, seq, src)
+                entry = doc.get(name)
+                if entry is not None:  # None: shredded
+                    doc[name] = (entry[0], entry[1], entry[2], seq, entry[4])
             shapes[(key[0], tuple(cols))].append((key[1], *cols.values(), seq, _encode_doc(doc)))
         for (collection, names), params in shapes.items():
             placeholders = ", ".join("?" * (len(names) + 3))
@@ -460,13 +500,16 @@ class SqliteStore:
         return int(seq)
 
     @_reads
-    async def changes_after(self, since: int, cursor: int, *, limit: int, exclude_src: str) -> Page:
+    async def changes_after(
+        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None
+    ) -> Page:
         """Field states numbered after ``since`` in rows numbered after ``cursor``.
 
         Reads rows in ``_seq`` order across collections, in growing chunks, and
         stops at a row boundary once ``limit`` changes are gathered or the rows
         run out. States that ``exclude_src`` delivered are left out (it has them),
-        so rows holding nothing for it cost a read, not a page. One read snapshot.
+        so rows holding nothing for it cost a read, not a page; so are rows
+        ``admit`` (the peer's scope) refuses. One read snapshot.
         """
         changes: list[Change] = []
         append = changes.append
@@ -495,7 +538,10 @@ class SqliteStore:
                     if len(changes) >= limit:
                         return Page(changes, last, high, True)
                     last = row_seq
-                    for name, (value, hlc, origin, fseq, src) in _decode_doc(state).items():
+                    doc = _decode_doc(state)
+                    if admit is not None and not admit(collection, doc):
+                        continue
+                    for name, (value, hlc, origin, fseq, src) in doc.items():
                         if fseq > since and src != exclude_src:
                             append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
                 if bound is None:
@@ -588,11 +634,22 @@ class SqliteStore:
 
     @_reads
     async def node(self, node_id: str) -> NodeRecord | None:
-        async with self._r.execute(
-            "SELECT node_id, parent, role, enrolled_ms FROM nodes WHERE node_id = ?", (node_id,)
-        ) as cur:
+        async with self._r.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node_id,)) as cur:
             row = await cur.fetchone()
         return None if row is None else NodeRecord(*row)
+
+    @_reads
+    async def nodes(self) -> list[NodeRecord]:
+        async with self._r.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY node_id") as cur:
+            return [NodeRecord(*row) for row in await cur.fetchall()]
+
+    @_writes
+    async def set_node_keys(self, node_id: str, *, key_version: int, sign_pub: bytes, kem_pub: bytes) -> None:
+        """Record an enrolled node's public keys (its signing and key-receiving keys)."""
+        await self._w.execute(
+            "UPDATE nodes SET key_version = ?, sign_pub = ?, kem_pub = ? WHERE node_id = ?",
+            (key_version, sign_pub, kem_pub, node_id),
+        )
 
     @_reads
     async def descendants(self, node_id: str) -> set[str]:
@@ -621,15 +678,53 @@ class SqliteStore:
         names = ["row_id", *spec.fields]
         async with self._r.execute(f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
             row = await cur.fetchone()
-        if row is None:
-            return None
-        out = dict(zip(names, row))
-        for f in spec.fields.values():
-            if f.merge == "add_wins_set":
-                out[f.name] = json.loads(out[f.name])
-            elif f.sql_type == "INTEGER" and isinstance(f.default, bool):
-                out[f.name] = bool(out[f.name])
-        return out
+        return None if row is None else _materialize(spec.fields.values(), names, row)
+
+    @_reads
+    async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]:
+        """Materialized rows whose columns equal ``equals`` (field names of the schema;
+        a list, tuple or set value matches any of its members)."""
+        spec = COLLECTIONS[collection]
+        unknown = set(equals) - set(spec.fields) - {"row_id"}
+        if unknown:
+            raise KeyError(f"{collection} has no field {sorted(unknown)[0]!r}")
+        names = ["row_id", *spec.fields]
+        clauses, params = [], []
+        for name, value in equals.items():
+            if isinstance(value, list | tuple | set | frozenset):  # any of these values
+                clauses.append(f"{name} IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(sorted(value)))
+            else:
+                clauses.append(f"{name} IS ?")
+                params.append(int(value) if isinstance(value, bool) else value)
+        where = " AND ".join(clauses) or "1"
+        async with self._r.execute(
+            f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} ORDER BY row_id LIMIT ?", (*params, limit)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_materialize(spec.fields.values(), names, r) for r in rows]
+
+    @_reads
+    async def rows_after(self, collection: str, after_seq: int, *, limit: int = 1_000) -> list[tuple[int, dict[str, Any]]]:
+        """(``_seq``, materialized row) of rows written after ``after_seq``, in order:
+        how the edge's background work follows what changed."""
+        spec = COLLECTIONS[collection]
+        names = ["row_id", *spec.fields]
+        async with self._r.execute(
+            f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? ORDER BY _seq LIMIT ?",
+            (after_seq, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [(r[0], _materialize(spec.fields.values(), names, r[1:])) for r in rows]
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes, so pages
+        that held shredded secrets leave the WAL (after an erasure)."""
+        async with self._wlock, self._rlock:
+            async with self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                busy, _, _ = await cur.fetchone()  # type: ignore[misc]
+            if busy:
+                raise StoreBusyError(self.path, "WAL checkpoint")
 
     @_reads
     async def row_ids(self, collection: str, *, limit: int = 1000, after: str = "") -> list[str]:
@@ -672,6 +767,16 @@ class SqliteStore:
 
 #: marks a state whose plain value must be decoded from its bytes
 _UNDECODED = object()
+
+
+def _materialize(fields: Any, names: list[str], row: Any) -> dict[str, Any]:
+    out = dict(zip(names, row))
+    for f in fields:
+        if f.merge == "add_wins_set":
+            out[f.name] = json.loads(out[f.name])
+        elif f.sql_type == "INTEGER" and isinstance(f.default, bool):
+            out[f.name] = bool(out[f.name])
+    return out
 
 
 async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""Background key work every node does after changes arrive.
+
+- Take the scope keys addressed to this node (``scope_key`` records) into its
+  keystore, then shred the records: live keys live only in the keystore.
+- Follow scope-key epochs: once the live version is here, re-wrap any data key
+  still under an older version, then destroy the older versions.
+- Shred the data keys of deleted (erased) customers, including keys that arrive
+  after the deletion.
+- At HQ: wrap each customer's data keys for every scope group it belongs to, and
+  fill in blind indexes a node without the index key could not compute.
+
+After shredding anything it truncates the WAL (`SqliteStore.checkpoint`), so the
+old wraps leave the WAL file as well as the database pages (secure_delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from crypto.errors import UnwrapError
+from crypto.seal import FieldContext, open_field, sealed_key_version
+from server.keyring import CUSTOMER_PII, INDEXED, Keyring, customer_groups
+from sync.edits import Edit
+from sync.store.errors import StoreBusyError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1_000
+
+
+class StewardReport(msgspec.Struct):
+    scope_keys_received: int = 0
+    scope_keys_destroyed: int = 0
+    rewrapped: int = 0
+    keys_shredded: int = 0
+    wrapped_for_groups: int = 0
+    indexed: int = 0
+
+
+class KeySteward:
+    """Runs `run_once` on demand (`trigger`) and every ``interval_s``."""
+
+    def __init__(self, keyring: Keyring, *, is_hq: bool, hq: str, interval_s: float = 5.0) -> None:
+        self.keyring = keyring
+        self.store = keyring.store
+        self.keystore = keyring.keystore
+        self.is_hq = is_hq
+        self.hq = hq
+        self.interval_s = interval_s
+        self._customers_seq = 0
+        self._keys_seq = 0
+        self._hq_seq = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:  # noqa: BLE001 - a failed pass is retried; the node keeps serving
+                log.exception("keys.steward failed")
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def run_once(self) -> StewardReport:
+        async with self._lock:
+            report = StewardReport()
+            await self._receive(report)
+            await self._follow_epochs(report)
+            await self._shred_deleted(report)
+            if self.is_hq:
+                await self._complete_customers(report)
+            if report.keys_shredded or report.scope_keys_received or report.scope_keys_destroyed:
+                try:
+                    await self.store.checkpoint()
+                except StoreBusyError:
+                    log.info("keys.checkpoint busy; next pass")
+            if any(msgspec.structs.astuple(report)):
+                log.info("keys.steward", extra=msgspec.structs.asdict(report))
+            return report
+
+    async def _receive(self, report: StewardReport) -> None:
+        records = await self.store.find_rows(
+            "keys", kind="scope_key", recipient=self.store.node_id, deleted=False
+        )
+        taken = []
+        for record in records:
+            if record["wrapped"] is None:
+                continue
+            try:
+                key = self.keyring.unwrap_scope_record(record)
+            except UnwrapError as exc:
+                log.warning("keys.scope unwrap failed", extra={"row_id": record["row_id"], "reason": exc.reason})
+                continue
+            if key.version >= await self._epoch(key.group, key.field_class):
+                self.keystore.add_scope_key(key)  # an older one was destroyed already: never revive it
+            taken.append(record["row_id"])
+        if taken:
+            self.keystore.save()  # durable before the records that carried them are shredded
+            await self.store.write_local([Edit("keys", row, "deleted", "set", True) for row in taken])
+            report.scope_keys_received += len(taken)
+            report.keys_shredded += len(taken)
+
+    async def _epoch(self, group: str, field_class: str) -> int:
+        rows = await self.store.find_rows("keys", kind="epoch", scope_group=group, field_class=field_class)
+        return max((r["scope_version"] or 0 for r in rows), default=0)
+
+    async def _follow_epochs(self, report: StewardReport) -> None:
+        for epoch in await self.store.find_rows("keys", kind="epoch"):
+            group, cls, live = epoch["scope_group"], epoch["field_class"], epoch["scope_version"]
+            old = [k for k in self.keystore.scope_keys(group, cls) if k.version < live]
+            if not old:
+                continue
+            new = self.keystore.scope_key(group, cls, live)
+            if new is None:
+                continue  # the live key has not reached this node yet: keep the old one until it has
+            for key in old:
+                records = await self.store.find_rows(
+                    "keys", kind="data_key", scope_group=group, field_class=cls, scope_version=key.version, deleted=False
+                )
+                edits: list[Edit] = []
+                for record in records:
+                    try:
+                        data_key = self.keyring.unwrap_data_record(record)
+                    except UnwrapError:
+                        continue
+                    edits += [
+                        e for e in self.keyring.wrap_data_key_edits(record["customer_id"], cls, data_key, new)
+                        if e.field in ("scope_version", "wrapped")
+                    ]
+                if edits:
+                    await self.store.write_local(edits)
+                    report.rewrapped += len(edits) // 2
+            report.scope_keys_destroyed += self.keystore.drop_scope_keys_below(group, cls, live)
+            self.keystore.save()
+
+    async def _shred_deleted(self, report: StewardReport) -> None:
+        doomed: set[str] = set()
+        while rows := await self.store.rows_after("customers", self._customers_seq, limit=_CHUNK):
+            self._customers_seq = rows[-1][0]
+            deleted = [r["row_id"] for _, r in rows if r["deleted"]]
+            if deleted:
+                live = await self.store.find_rows("keys", customer_id=deleted, deleted=False)
+                doomed.update(r["row_id"] for r in live)
+        while rows := await self.store.rows_after("keys", self._keys_seq, limit=_CHUNK):
+            self._keys_seq = rows[-1][0]
+            owners = {r["customer_id"] for _, r in rows if r["kind"] == "data_key" and not r["deleted"]}
+            if owners:
+                gone = await self.store.find_rows("customers", row_id=sorted(owners), deleted=True)
+                gone_ids = {g["row_id"] for g in gone}
+                doomed.update(r["row_id"] for _, r in rows if r["customer_id"] in gone_ids and not r["deleted"])
+        if doomed:
+            await self.store.write_local([Edit("keys", row, "deleted", "set", True) for row in sorted(doomed)])
+            report.keys_shredded += len(doomed)
+
+    async def _complete_customers(self, report: StewardReport) -> None:
+        """HQ: wrap data keys for groups that lack them; compute missing indexes."""
+        after = self._hq_seq
+        while rows := await self.store.rows_after("customers", after, limit=_CHUNK):
+            after = rows[-1][0]
+            live = [r for _, r in rows if not r["deleted"]]
+            if not live:
+                continue
+            records = await self.store.find_rows(
+                "keys", customer_id=[r["row_id"] for r in live], kind="data_key", deleted=False, limit=len(live) * 40
+            )
+            by_customer: dict[str, list[dict]] = {}
+            for record in records:
+                by_customer.setdefault(record["customer_id"], []).append(record)
+            edits: list[Edit] = []
+            for row in live:
+                edits += self._wrap_missing(row, by_customer.get(row["row_id"], []), report)
+                edits += self._index_missing(row, by_customer.get(row["row_id"], []), report)
+            if edits:
+                await self.store.write_local(edits)
+        self._hq_seq = after
+
+    def _wrap_missing(self, row: dict, records: list[dict], report: StewardReport) -> list[Edit]:
+        edits: list[Edit] = []
+        groups = customer_groups(row, self.hq)
+        have = {(r["field_class"], r["key_version"], r["scope_group"]) for r in records}
+        for record in records:
+            cls, version = record["field_class"], record["key_version"]
+            missing = [g for g in groups if (cls, version, g) not in have]
+            if not missing:
+                continue
+            try:
+                key = self.keyring.unwrap_data_record(record)
+            except UnwrapError:
+                continue
+            for group in missing:
+                scope_key = self.keyring.latest_scope_key(group, cls)
+                if scope_key is not None:
+                    edits += self.keyring.wrap_data_key_edits(row["row_id"], cls, key, scope_key)
+                    have.add((cls, version, group))
+                    report.wrapped_for_groups += 1
+        return edits
+
+    def _index_missing(self, row: dict, records: list[dict], report: StewardReport) -> list[Edit]:
+        index_key = self.keyring.index_key()
+        if index_key is None:
+            return []
+        edits: list[Edit] = []
+        for field, (index_field, normalise) in INDEXED.items():
+            sealed = row.get(field)
+            if sealed is None or row.get(index_field) is not None:
+                continue
+            version = sealed_key_version(sealed)
+            for record in records:
+                if record["field_class"] == CUSTOMER_PII[field] and record["key_version"] == version:
+                    try:
+                        key = self.keyring.unwrap_data_record(record)
+                        plain = open_field(key, FieldContext("customers", row["row_id"], field, key.version), sealed)
+                        value = self.keyring.lookup_index(field, plain.decode())
+                    except Exception:  # noqa: BLE001 - unopenable or unnormalisable: leave it unindexed
+                        break
+                    if value is not None:
+                        edits.append(Edit("customers", row["row_id"], index_field, "set", value[1]))
+                        report.indexed += 1
+                    break
+        return edits

@@ -1,0 +1,49 @@
+"""What an upstream sends a peer: a predicate over stored rows.
+
+The upstream computes scope (DESIGN.md, Sync): a node receives only what its
+scope admits. `PeerScope` covers key distribution: a scope key travels only to
+the node it is wrapped for, a customer's data keys and the scope-key epochs only
+to the nodes of their scope group that are granted their field class. The access
+work extends it to customers, tasks and results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+#: (collection, the row's stored field states by name; each state's [0] is its
+#: canonical msgpack value) -> whether the peer may receive the row
+RowFilter = Callable[[str, Mapping[str, Sequence[Any]]], bool]
+
+_decode = msgspec.msgpack.decode
+
+
+def _value(doc: Mapping[str, Sequence[Any]], name: str) -> Any:
+    entry = doc.get(name)
+    return None if entry is None else _decode(entry[0])
+
+
+class PeerScope(msgspec.Struct, frozen=True):
+    """The scope of one downstream node.
+
+    ``groups``: the scope groups it belongs to (None: all, as for a second HQ);
+    ``classes``: the key classes its policy grants (PII field classes, ``index``).
+    """
+
+    node: str
+    groups: frozenset[str] | None
+    classes: frozenset[str]
+
+    def admits(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
+        if collection != "keys":
+            return True
+        kind = _value(doc, "kind")
+        if kind == "scope_key":
+            return bool(_value(doc, "recipient") == self.node)
+        group = _value(doc, "scope_group")
+        if self.groups is not None and group not in self.groups and group != "*":
+            return False
+        return _value(doc, "field_class") in self.classes
