@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import crypto
 import sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +18,7 @@ CORE = sorted(
     m.name
     for m in pkgutil.walk_packages(sync.__path__, "sync.")
     if not m.name.startswith("sync.store")
-) + ["crypto"]
+) + ["crypto"] + sorted(m.name for m in pkgutil.walk_packages(crypto.__path__, "crypto."))
 
 
 @pytest.mark.parametrize("module", CORE)
