@@ -2,18 +2,22 @@
 
 ``cut`` closes the listening socket and every open connection, so the peer sees
 refused and reset connections as on a real outage; ``heal`` listens again on the
-same port. Bytes are relayed untouched (no HTTP parsing).
+same port. Bytes are relayed untouched (no HTTP parsing); with ``record`` they
+are also appended to that file, to search what went over the wire.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 
 class LinkProxy:
-    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0,
+                 record: Path | None = None) -> None:
         self.target = (target_host, target_port)
+        self._record = open(record, "ab") if record is not None else None  # noqa: SIM115 - closed in close()
         self.host = host
         self.port = port
         self.bytes_relayed = 0
@@ -52,6 +56,9 @@ class LinkProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._record is not None:
+            self._record.close()
+            self._record = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -77,6 +84,8 @@ class LinkProxy:
         with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65_536):
                 self.bytes_relayed += len(data)
+                if self._record is not None:
+                    self._record.write(data)
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof():

@@ -68,9 +68,10 @@ class NodeProcess:
     def init(self) -> None:
         self._run("init")
 
-    def enroll(self) -> str:
-        """Register the node's public keys with its upstream (HQ must be running)."""
-        return self._run("enroll")
+    async def enroll(self) -> str:
+        """Register the node's public keys with its upstream (HQ must be running; in a
+        thread, so a `LinkProxy` on this loop keeps relaying)."""
+        return await asyncio.to_thread(self._run, "enroll")
 
     def _run(self, command: str, *extra: str) -> str:
         done = subprocess.run([sys.executable, "-m", "server", command, self.site, *self._args(), *extra],
@@ -132,6 +133,7 @@ class NodeProcess:
         result: dict[str, Any] = await self.call("POST", "/sync/now")
         return result
 
-    async def digest(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call("GET", "/status/digest")
+    async def digest(self, peer: str | None = None) -> dict[str, Any]:
+        """The node's digests; at HQ with ``peer``, its key records as that peer should hold them."""
+        result: dict[str, Any] = await self.call("GET", "/status/digest", params={} if peer is None else {"peer": peer})
         return result

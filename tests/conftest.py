@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -27,6 +28,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from server.link_proxy import LinkProxy
+from server.node import KDF_COST_ENV
 from server.node_process import NodeProcess
 
 T = TypeVar("T")
@@ -36,6 +38,10 @@ T = TypeVar("T")
 settings.register_profile(
     "mutant", phases=[Phase.explicit, Phase.reuse, Phase.generate], derandomize=True, database=None
 )
+
+# keystores made by tests use a cheap scrypt cost (the format records it, so
+# opening them stays cheap too); the demo and real nodes use the default
+os.environ.setdefault(KDF_COST_ENV, str(2**10))
 
 ENROLLED_BRANCHES = ("branch-1", "branch-2", "branch-3", "branch-4")
 #: a phone enrolled below branch-1 (so branch-1 may forward its register writes)

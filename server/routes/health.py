@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import Controller, get
+from litestar.params import Parameter
 
 from server.auth import require_admin
 from server.deps import NodeDep
+from server.errors import NotFoundError
+from server.key_authority import scope_for
+from sync.ids import NODE_ID_PATTERN
+from sync.schema import COLLECTIONS
 from server.status import NodeStatus, node_status
 
 
@@ -17,7 +24,10 @@ class Health(msgspec.Struct):
 
 class Digest(msgspec.Struct):
     node_id: str
+    #: the work data (every collection but keys): equal on converged nodes
     digest: str
+    #: the key records: this node's, or at HQ with ``peer``, those that peer's scope admits
+    keys_digest: str
     rows: dict[str, int]
 
 
@@ -36,6 +46,19 @@ class HealthController(Controller):
         return await node_status(node.store, node.replicator)
 
     @get("/status/digest", operation_id="GetDigest", name="node:digest", guards=[require_admin])
-    async def digest(self, node: NodeDep) -> Digest:
-        """A hash of every replicated field state: equal on converged nodes."""
-        return Digest(node_id=node.store.node_id, digest=await node.store.digest(), rows=await node.store.counts())
+    async def digest(self, node: NodeDep, peer: Annotated[str | None, Parameter(
+            pattern=NODE_ID_PATTERN, description="at HQ: digest the key records as this peer should hold them")] = None,
+    ) -> Digest:
+        """Hashes of every replicated field state: equal on converged nodes. Key
+        records are scoped (each node holds its own), so they have their own digest."""
+        store = node.store
+        work = [c for c in COLLECTIONS if c != "keys"]
+        scope = None if peer is None else scope_for(node.config, peer)
+        if peer is not None and scope is None:
+            raise NotFoundError("nodes", peer)
+        return Digest(
+            node_id=store.node_id,
+            digest=await store.digest(work),
+            keys_digest=await store.digest(["keys"], admit=None if scope is None else scope.admits),
+            rows=await store.counts(),
+        )

@@ -735,8 +735,10 @@ class SqliteStore:
             return [r[0] for r in await cur.fetchall()]
 
     @_reads
-    async def digest(self) -> str:
-        """SHA-256 over every field state (value, stamp, origin) in key order.
+    async def digest(self, collections: list[str] | None = None, *, admit: RowFilter | None = None) -> str:
+        """SHA-256 over every field state (value, stamp, origin) in key order, of
+        ``collections`` (all by default) and of the rows ``admit`` admits (a peer's
+        scope, to compare with what that peer holds).
 
         Local numbering and sources are left out: converged replicas have equal digests.
         """
@@ -744,11 +746,13 @@ class SqliteStore:
         enc = msgspec.msgpack.Encoder().encode
         await self._r.execute("BEGIN")
         try:
-            for collection in sorted(COLLECTIONS):
+            for collection in sorted(collections if collections is not None else COLLECTIONS):
                 async with self._r.execute(f"SELECT row_id, _state FROM {collection} ORDER BY row_id") as cur:
                     while rows := await cur.fetchmany(5_000):
                         for row_id, state in rows:
                             doc = _decode_doc(state)
+                            if admit is not None and not admit(collection, doc):
+                                continue
                             fields = [(n, e[0], e[1], e[2]) for n, e in sorted(doc.items())]
                             h.update(enc((collection, row_id, fields)))
         finally:
