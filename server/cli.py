@@ -120,6 +120,8 @@ def init(site: str, data_dir: str | None, port: int | None, upstream_url: str | 
     from server.node import init_node
 
     config = _config(site, data_dir, port, upstream_url)
+    if config.db_path.exists():
+        raise ConfigError(config.path, f"a database already exists at {config.db_path}; refusing to overwrite it")
     if config.keystore_path.exists():
         raise ConfigError(config.path, f"a keystore already exists at {config.keystore_path}; refusing to overwrite it")
     passphrase = _passphrase(confirm=True)

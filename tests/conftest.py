@@ -28,7 +28,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from server.link_proxy import LinkProxy
-from server.node import KDF_COST_ENV
+from server.node import KDF_COST_ENV, PASSPHRASE_ENV
 from server.node_process import NodeProcess
 
 T = TypeVar("T")
@@ -42,6 +42,8 @@ settings.register_profile(
 # keystores made by tests use a cheap scrypt cost (the format records it, so
 # opening them stays cheap too); the demo and real nodes use the default
 os.environ.setdefault(KDF_COST_ENV, str(2**10))
+# the CLI reads the keystore passphrase from the environment when no one types it
+os.environ.setdefault(PASSPHRASE_ENV, "correct horse battery staple")
 
 ENROLLED_BRANCHES = ("branch-1", "branch-2", "branch-3", "branch-4")
 #: a phone enrolled below branch-1 (so branch-1 may forward its register writes)

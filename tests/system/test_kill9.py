@@ -34,9 +34,13 @@ from sync.edits import Edit
 from sync.errors import LinkDownError
 from sync.hlc import Clock
 from sync.ids import new_ulid
+from sync.schema import COLLECTIONS
 from sync.replicator import Replicator, SyncReport
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 from tests.conftest import Cluster, ClusterFactory, LoopThread
+
+#: the collections of the work data; key records are scoped, so HQ digests them per peer
+WORK = [c for c in COLLECTIONS if c != "keys"]
 
 pytestmark = pytest.mark.system
 
@@ -213,8 +217,9 @@ async def hq_killed_mid_push(cluster: Cluster, tmp_path: Path, rng: random.Rando
         assert later_run_checks >= 1, "no kill landed in a run after the first"
 
         await sync_to_end(replicator)
-        hq_digest = await hq.digest()
-        assert hq_digest["digest"] == await store.digest()
+        hq_digest = await hq.digest(peer="branch-1")
+        assert hq_digest["digest"] == await store.digest(WORK)  # the work data
+        assert hq_digest["keys_digest"] == await store.digest(["keys"])  # the keys HQ sent this branch
         assert hq_digest["rows"]["customers"] == CUSTOMERS
     finally:
         await transport.aclose()
