@@ -17,19 +17,19 @@ from collections.abc import Iterable
 import msgspec
 
 from crypto.identity import NodePublicKeys
-from crypto.keys import DataKey, ScopeKey, new_key
+from crypto.errors import UnwrapError
+from crypto.keys import ScopeKey, new_key
+from crypto.seal import FieldContext, open_field, seal_field, sealed_key_version
 from server.config import NodeEntry, SiteConfig
 from server.keyring import (
     CUSTOMER_PII,
     INDEX_CLASS,
     INDEX_GROUP,
     Keyring,
-    _record_edits,
+    record_edits,
     customer_groups,
     epoch_row_id,
 )
-from crypto.seal import FieldContext, open_field, seal_field, sealed_key_version
-from crypto.wrap import DataKeyWrapContext, unwrap_data_key
 from sync.edits import Edit
 from sync.schema import FIELD_CLASSES
 from sync.scope import PeerScope
@@ -206,9 +206,7 @@ class KeyAuthority:
         self.keystore.save()
         issue = await self._issue_edits(new)
         await self.store.write_local(issue)
-        rewrapped = 0
-        for version in range(1, new.version):
-            rewrapped += await self._rewrap(group, field_class, version, new)
+        rewrapped = await self._rewrap(group, field_class, old.version, new)  # older ones were destroyed before
         await self.store.write_local(_epoch_edits(group, field_class, new.version))
         self.keystore.drop_scope_keys_below(group, field_class, new.version)
         self.keystore.save()
@@ -228,29 +226,22 @@ class KeyAuthority:
 
     async def _rewrap(self, group: str, field_class: str, version: int, new: ScopeKey) -> int:
         """Re-wrap the data keys wrapped under ``version`` of a scope key under ``new``."""
-        old = self.keystore.scope_key(group, field_class, version)
         done = 0
         while True:
             records = await self.store.find_rows(
                 "keys", kind="data_key", scope_group=group, field_class=field_class,
                 scope_version=version, deleted=False, limit=REWRAP_BATCH,
             )
-            records = [r for r in records if r["wrapped"] is not None]
-            if not records or old is None:
-                return done
             edits: list[Edit] = []
-            for r in records:
-                ctx = DataKeyWrapContext(
-                    customer_id=r["customer_id"], field_class=field_class, group=group,
-                    scope_version=version, key_version=r["key_version"],
-                )
-                raw = unwrap_data_key(old, r["wrapped"], ctx)
-                edits.extend(
-                    e for e in self.keyring.wrap_data_key_edits(r["customer_id"], field_class, DataKey(raw, r["key_version"]), new)
-                    if e.field in ("scope_version", "wrapped")
-                )
+            for record in records:
+                try:
+                    edits += self.keyring.rewrap_edits(record, new)
+                except UnwrapError as exc:  # damaged: it stays unreadable, and is not retried in this loop
+                    log.warning("keys.rewrap failed", extra={"row_id": record["row_id"], "reason": exc.reason})
+            if not edits:
+                return done
             await self.store.write_local(edits)
-            done += len(records)
+            done += len(edits) // 2
 
     async def erase_customer(self, customer_id: str) -> ErasureReport:
         """PIPL Art. 47: tombstone the customer (shredding its sealed fields), shred its
@@ -333,7 +324,7 @@ async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str) -
 
 
 def _epoch_edits(group: str, field_class: str, version: int) -> list[Edit]:
-    return _record_edits(
+    return record_edits(
         epoch_row_id(group, field_class), kind="epoch", scope_group=group, field_class=field_class,
         scope_version=version,
     )

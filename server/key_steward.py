@@ -131,13 +131,9 @@ class KeySteward:
                 edits: list[Edit] = []
                 for record in records:
                     try:
-                        data_key = self.keyring.unwrap_data_record(record)
+                        edits += self.keyring.rewrap_edits(record, new)
                     except UnwrapError:
                         continue
-                    edits += [
-                        e for e in self.keyring.wrap_data_key_edits(record["customer_id"], cls, data_key, new)
-                        if e.field in ("scope_version", "wrapped")
-                    ]
                 if edits:
                     await self.store.write_local(edits)
                     report.rewrapped += len(edits) // 2

@@ -176,7 +176,7 @@ class Keyring:
             version=key.version,
         )
         row = scope_key_row_id(recipient, recipient_key_version, key.group, key.field_class, key.version)
-        return _record_edits(
+        return record_edits(
             row,
             kind="scope_key",
             scope_group=key.group,
@@ -219,7 +219,7 @@ class Keyring:
             key_version=key.version,
         )
         row = data_key_row_id(customer_id, field_class, key.version, scope_key.group)
-        return _record_edits(
+        return record_edits(
             row,
             kind="data_key",
             scope_group=scope_key.group,
@@ -255,6 +255,15 @@ class Keyring:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return key
+
+    def rewrap_edits(self, record: Mapping[str, Any], new: ScopeKey) -> list[Edit]:
+        """Edits that move a ``data_key`` record under the scope key ``new`` (the
+        record's append-only fields stay as they are). Raises `UnwrapError`."""
+        key = self.unwrap_data_record(record)
+        return [
+            e for e in self.wrap_data_key_edits(record["customer_id"], record["field_class"], key, new)
+            if e.field in ("scope_version", "wrapped")
+        ]
 
     async def data_key_records(self, customer_id: str) -> list[dict[str, Any]]:
         rows = await self.store.find_rows("keys", customer_id=customer_id, kind="data_key", deleted=False)
@@ -314,16 +323,10 @@ class Keyring:
                     edits.extend(self._wrap_everywhere(customer_id, cls, key, groups))
                 current[cls] = key
             if index is not None:
-                index_field, normalise = index
-                try:
-                    normalised = normalise(text)
-                except ValueError as exc:  # NormalizeError carries no value
-                    raise NotNormalisableError(field, getattr(exc, "detail", "unrecognised format")) from None
-                index_key = self.index_key()
-                if index_key is not None:
-                    edits.append(
-                        Edit("customers", customer_id, index_field, "set", blind_index(index_key.raw, field, normalised))
-                    )
+                found = self.lookup_index(field, text)  # also refuses what is no phone or ID number
+                if found is not None:
+                    index_field, index_value = found
+                    edits.append(Edit("customers", customer_id, index_field, "set", index_value))
             ctx = FieldContext("customers", customer_id, field, key.version)
             edits.append(Edit("customers", customer_id, field, "set", seal_field(key, ctx, text.encode())))
         return edits
@@ -378,11 +381,8 @@ class Keyring:
     def lookup_index(self, field: str, text: str) -> tuple[str, int] | None:
         """(index field, index value) of a phone or ID number, or None when this node
         holds no index key. Raises `NotNormalisableError`."""
-        index_field, normalise = INDEXED[field]
-        try:
-            normalised = normalise(text)
-        except ValueError as exc:
-            raise NotNormalisableError(field, getattr(exc, "detail", "unrecognised format")) from None
+        index_field = INDEXED[field][0]
+        normalised = self.normalised(field, text)
         index_key = self.index_key()
         if index_key is None:
             return None
@@ -390,8 +390,12 @@ class Keyring:
 
     @staticmethod
     def normalised(field: str, text: str) -> str:
-        return INDEXED[field][1](text)
+        """A phone or ID number in its one canonical form (raises `NotNormalisableError`)."""
+        try:
+            return INDEXED[field][1](text)
+        except ValueError as exc:  # NormalizeError carries no value
+            raise NotNormalisableError(field, getattr(exc, "detail", "unrecognised format")) from None
 
 
-def _record_edits(row_id: str, **fields: Any) -> list[Edit]:
+def record_edits(row_id: str, **fields: Any) -> list[Edit]:
     return [Edit("keys", row_id, name, "set", value) for name, value in fields.items()]
