@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 
@@ -140,48 +142,47 @@ class KeySteward:
             report.scope_keys_destroyed += self.keystore.drop_scope_keys_below(group, cls, live)
             self.keystore.save()
 
+    async def _changed(self, collection: str, cursor: str, **match: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        """Chunks of the rows of ``collection`` written after the steward's cursor
+        attribute ``cursor`` that ``match`` (see `rows_after`); the cursor moves on
+        as each chunk is handed out, and to the store's high mark at the end."""
+        high = await self.store.high_seq()
+        while rows := await self.store.rows_after(collection, getattr(self, cursor), limit=_CHUNK, **match):
+            yield [r for _, r in rows]
+            setattr(self, cursor, rows[-1][0])
+        setattr(self, cursor, max(getattr(self, cursor), high))
+
     async def _shred_deleted(self, report: StewardReport) -> None:
         doomed: set[str] = set()
-        while rows := await self.store.rows_after("customers", self._customers_seq, limit=_CHUNK):
-            self._customers_seq = rows[-1][0]
-            deleted = [r["row_id"] for _, r in rows if r["deleted"]]
-            if deleted:
-                live = await self.store.find_rows("keys", customer_id=deleted, deleted=False)
-                doomed.update(r["row_id"] for r in live)
-        while rows := await self.store.rows_after("keys", self._keys_seq, limit=_CHUNK):
-            self._keys_seq = rows[-1][0]
-            owners = {r["customer_id"] for _, r in rows if r["kind"] == "data_key" and not r["deleted"]}
-            if owners:
-                gone = await self.store.find_rows("customers", row_id=sorted(owners), deleted=True)
-                gone_ids = {g["row_id"] for g in gone}
-                doomed.update(r["row_id"] for _, r in rows if r["customer_id"] in gone_ids and not r["deleted"])
+        async for deleted in self._changed("customers", "_customers_seq", deleted=True):
+            ids = [r["row_id"] for r in deleted]
+            doomed.update(r["row_id"] for r in await self.store.find_rows("keys", customer_id=ids, deleted=False))
+        async for keys in self._changed("keys", "_keys_seq", kind="data_key", deleted=False):
+            owners = sorted({r["customer_id"] for r in keys})
+            gone = {g["row_id"] for g in await self.store.find_rows("customers", row_id=owners, deleted=True)}
+            doomed.update(r["row_id"] for r in keys if r["customer_id"] in gone)
         if doomed:
             await self.store.write_local([Edit("keys", row, "deleted", "set", True) for row in sorted(doomed)])
             report.keys_shredded += len(doomed)
 
     async def _complete_customers(self, report: StewardReport) -> None:
-        """HQ: wrap data keys for groups that lack them; compute missing indexes."""
-        after = self._hq_seq
-        while rows := await self.store.rows_after("customers", after, limit=_CHUNK):
-            after = rows[-1][0]
-            live = [r for _, r in rows if not r["deleted"]]
-            if not live:
-                continue
+        """HQ: wrap data keys for groups that lack them; compute missing indexes.
+        Only customers holding PII have either to do."""
+        async for chunk in self._changed("customers", "_hq_seq", any_of=tuple(CUSTOMER_PII), deleted=False):
             records = await self.store.find_rows(
-                "keys", customer_id=[r["row_id"] for r in live], kind="data_key", deleted=False, limit=len(live) * 40
+                "keys", customer_id=[r["row_id"] for r in chunk], kind="data_key", deleted=False, limit=len(chunk) * 40
             )
-            by_customer: dict[str, list[dict]] = {}
+            by_customer: dict[str, list[dict[str, Any]]] = {}
             for record in records:
                 by_customer.setdefault(record["customer_id"], []).append(record)
             edits: list[Edit] = []
-            for row in live:
+            for row in chunk:
                 edits += self._wrap_missing(row, by_customer.get(row["row_id"], []), report)
                 edits += self._index_missing(row, by_customer.get(row["row_id"], []), report)
             if edits:
                 await self.store.write_local(edits)
-        self._hq_seq = after
 
-    def _wrap_missing(self, row: dict, records: list[dict], report: StewardReport) -> list[Edit]:
+    def _wrap_missing(self, row: dict[str, Any], records: list[dict[str, Any]], report: StewardReport) -> list[Edit]:
         edits: list[Edit] = []
         groups = customer_groups(row, self.hq)
         have = {(r["field_class"], r["key_version"], r["scope_group"]) for r in records}
@@ -202,7 +203,7 @@ class KeySteward:
                     report.wrapped_for_groups += 1
         return edits
 
-    def _index_missing(self, row: dict, records: list[dict], report: StewardReport) -> list[Edit]:
+    def _index_missing(self, row: dict[str, Any], records: list[dict[str, Any]], report: StewardReport) -> list[Edit]:
         index_key = self.keyring.index_key()
         if index_key is None:
             return []

@@ -685,19 +685,8 @@ class SqliteStore:
         """Materialized rows whose columns equal ``equals`` (field names of the schema;
         a list, tuple or set value matches any of its members)."""
         spec = COLLECTIONS[collection]
-        unknown = set(equals) - set(spec.fields) - {"row_id"}
-        if unknown:
-            raise KeyError(f"{collection} has no field {sorted(unknown)[0]!r}")
         names = ["row_id", *spec.fields]
-        clauses, params = [], []
-        for name, value in equals.items():
-            if isinstance(value, list | tuple | set | frozenset):  # any of these values
-                clauses.append(f"{name} IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(sorted(value)))
-            else:
-                clauses.append(f"{name} IS ?")
-                params.append(int(value) if isinstance(value, bool) else value)
-        where = " AND ".join(clauses) or "1"
+        where, params = _where(spec, equals)
         async with self._r.execute(
             f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} ORDER BY row_id LIMIT ?", (*params, limit)
         ) as cur:
@@ -705,14 +694,18 @@ class SqliteStore:
         return [_materialize(spec.fields.values(), names, r) for r in rows]
 
     @_reads
-    async def rows_after(self, collection: str, after_seq: int, *, limit: int = 1_000) -> list[tuple[int, dict[str, Any]]]:
-        """(``_seq``, materialized row) of rows written after ``after_seq``, in order:
+    async def rows_after(
+        self, collection: str, after_seq: int, *, limit: int = 1_000, any_of: tuple[str, ...] = (), **equals: Any
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(``_seq``, materialized row) of rows written after ``after_seq``, in order,
+        that match ``equals`` (as in `find_rows`) and hold any field of ``any_of``:
         how the edge's background work follows what changed."""
         spec = COLLECTIONS[collection]
         names = ["row_id", *spec.fields]
+        where, params = _where(spec, equals, any_of)
         async with self._r.execute(
-            f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? ORDER BY _seq LIMIT ?",
-            (after_seq, limit),
+            f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? AND {where} ORDER BY _seq LIMIT ?",
+            (after_seq, *params, limit),
         ) as cur:
             rows = await cur.fetchall()
         return [(r[0], _materialize(spec.fields.values(), names, r[1:])) for r in rows]
@@ -771,6 +764,25 @@ class SqliteStore:
 
 #: marks a state whose plain value must be decoded from its bytes
 _UNDECODED = object()
+
+
+def _where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
+    """A WHERE clause over schema field names: each of ``equals`` (a collection value
+    matches any member), and at least one of ``any_of`` not NULL."""
+    unknown = (set(equals) | set(any_of)) - set(spec.fields) - {"row_id"}
+    if unknown:
+        raise KeyError(f"{spec.name} has no field {sorted(unknown)[0]!r}")
+    clauses, params = [], []
+    for name, value in equals.items():
+        if isinstance(value, list | tuple | set | frozenset):
+            clauses.append(f"{name} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(value)))
+        else:
+            clauses.append(f"{name} IS ?")
+            params.append(int(value) if isinstance(value, bool) else value)
+    if any_of:
+        clauses.append("(" + " OR ".join(f"{n} IS NOT NULL" for n in any_of) + ")")
+    return " AND ".join(clauses) or "1", params
 
 
 def _materialize(fields: Any, names: list[str], row: Any) -> dict[str, Any]:
