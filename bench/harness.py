@@ -21,6 +21,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from bench.workload import customer_ids, edits_for
 from server.node_process import NodeProcess
 from sync.edits import Edit
@@ -40,19 +42,21 @@ class Pair:
         self.workdir = workdir
         self.ids = ids
         self.token = secrets.token_urlsafe(24)
-        self.hq = NodeProcess("hq", workdir, token=self.token)
+        #: one keystore passphrase for both, kept across restarts
+        self.passphrase = secrets.token_urlsafe(16)
+        self.hq = NodeProcess("hq", workdir, token=self.token, passphrase=self.passphrase)
         self.branch = self._branch()
 
     def _branch(self) -> NodeProcess:
         return NodeProcess("branch-a", self.workdir, token=self.token, upstream_url=self.hq.url,
-                           extra_args=("--no-replicate",))
+                           extra_args=("--no-replicate",), passphrase=self.passphrase)
 
     def db_path(self, node: NodeProcess) -> Path:
         return node.data_dir / f"{node.site}.db"
 
     async def start(self) -> None:
         if self.hq.proc is not None:  # a stopped NodeProcess has closed its client: make new ones
-            self.hq = NodeProcess("hq", self.workdir, token=self.token)
+            self.hq = NodeProcess("hq", self.workdir, token=self.token, passphrase=self.passphrase)
             self.branch = self._branch()
         await self.hq.start()
         await self.branch.start()
@@ -122,14 +126,24 @@ def verdict(met: bool) -> str:
 
 async def check_converged(pair: Pair, customers: int) -> list[str]:
     """What is wrong with the pair's convergence (empty when digests and row counts agree)."""
-    hq, branch = await pair.hq.digest(), await pair.branch.digest()
+    hq, branch = await pair.hq.digest(peer="branch-a"), await pair.branch.digest()
     problems = []
-    if hq["digest"] != branch["digest"]:
-        problems.append(f"digests differ: hq {hq['digest'][:16]} branch-a {branch['digest'][:16]}")
+    for kind in ("digest", "keys_digest"):  # the work data, and the key records HQ sends branch-a
+        if hq[kind] != branch[kind]:
+            problems.append(f"{kind}s differ: hq {hq[kind][:16]} branch-a {branch[kind][:16]}")
     for d in (hq, branch):
         if d["rows"]["customers"] != customers:
             problems.append(f"{d['node_id']} holds {d['rows']['customers']:,} customers, expected {customers:,}")
     return problems
+
+
+def key_states(db: Path) -> int:
+    """Field states of the key records in a node's file (the epochs and keys HQ sent it)."""
+    conn = sqlite3.connect(db)
+    try:
+        return sum(len(msgspec.msgpack.decode(state)) for (state,) in conn.execute("SELECT _state FROM keys"))
+    finally:
+        conn.close()
 
 
 def bench_main(run: Callable[[int], Coroutine[Any, Any, int]], doc: str) -> None:
