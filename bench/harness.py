@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import shutil
 import sys
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -66,21 +67,34 @@ class Pair:
             await node.stop()
 
 
+async def seed_plain(pair: Pair) -> None:
+    """The workload's customers, straight into HQ's file."""
+    await write_local(pair.db_path(pair.hq), "hq", chunked(edits_for(pair.ids), SEED_CHUNK))
+
+
 @asynccontextmanager
-async def seeded_pair(customers: int) -> AsyncIterator[Pair]:
-    """HQ holding ``customers`` customers (written straight into its file), an empty
-    branch-a, both serving; everything is stopped and deleted on exit."""
+async def seeded_pair(
+    customers: int, seed: Callable[[Pair], Awaitable[None]] = seed_plain, *, enroll: bool = False
+) -> AsyncIterator[Pair]:
+    """HQ holding ``customers`` customers (written by ``seed`` straight into its
+    file, before it starts), an empty branch-a (enrolled with HQ if ``enroll``),
+    both serving, HQ's first key pass over the seeded rows done; everything is
+    stopped and deleted on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="outpost-bench-"))
     pair = Pair(workdir, customer_ids(customers, now_ms=wall_clock_ms()))
     try:
         pair.hq.init()
         pair.branch.init()
-        await write_local(pair.db_path(pair.hq), "hq", chunked(edits_for(pair.ids), SEED_CHUNK))
+        await seed(pair)
         await pair.start()
+        if enroll:
+            await pair.branch.enroll()
+        await pair.hq.sync_now()  # at HQ: one key pass, so none runs during the timed sync
         yield pair
     finally:
         await pair.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def chunked(writes: Iterable[list[Edit]], n: int) -> Iterator[list[Edit]]:

@@ -1,7 +1,8 @@
 """Synthetic customers for the benchmarks: 10 replicated fields each.
 
-Eight plain fields and two sealed ones (random bytes the size of an AES-GCM
-sealed name and phone number), so value sizes are those of real rows.
+Eight plain fields and two PII ones: random bytes the size of an AES-GCM
+sealed name and phone number, so value sizes are those of real rows, or (for
+`bench_sealed_sync`) a made-up name and phone number to seal for real.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 import msgspec
 
+from crypto.seal import MIN_SEALED_BYTES
 from sync.changes import Change
 from sync.edits import Edit
 from sync.hlc import pack
@@ -26,8 +28,8 @@ def customer_ids(n: int, *, now_ms: int, seed: int = 7) -> list[str]:
     return [new_ulid(now_ms - n + i, rnd.randbytes(10)) for i in range(n)]
 
 
-def customer_values(i: int) -> list[tuple[str, object]]:
-    """The 10 field values of customer number ``i``."""
+def plain_values(i: int) -> list[tuple[str, object]]:
+    """The 8 fields of customer number ``i`` that hold no PII."""
     return [
         ("home_branch", "branch-a" if i % 2 else "branch-b"),
         ("star_level", i % 8),
@@ -37,9 +39,23 @@ def customer_values(i: int) -> list[tuple[str, object]]:
         ("assigned_agent", f"agent-{i % 300:03d}"),
         ("account_manager", f"am-{i % 50:02d}"),
         ("sales_rep", f"rep-{i % 120:03d}"),
-        ("name", os.urandom(1 + 12 + 12 + 16)),
-        ("phone", os.urandom(1 + 12 + 11 + 16)),
     ]
+
+
+def customer_values(i: int) -> list[tuple[str, object]]:
+    """The 10 field values of customer number ``i``: name and phone as random bytes
+    the size of their sealed form (see `person` for plaintext ones)."""
+    return [*plain_values(i), ("name", os.urandom(MIN_SEALED_BYTES + 12)), ("phone", os.urandom(MIN_SEALED_BYTES + 11))]
+
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+_GIVEN = "伟芳娜敏静磊洋艳勇军杰娟涛明超"
+
+
+def person(i: int) -> dict[str, str]:
+    """A made-up name (3-4 characters) and mobile number for customer ``i``."""
+    given = _GIVEN[i % 15] + ("" if i % 3 else _GIVEN[(i * 7) % 15])
+    return {"name": _SURNAMES[i % 20] + _GIVEN[(i // 20) % 15] + given, "phone": f"13{i % 10}{i * 7_919 % 10**8:08d}"}
 
 
 def wire_changes(ids: list[str], *, origin: str, first_stamp_ms: int) -> list[Change]:

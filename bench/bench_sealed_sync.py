@@ -1,0 +1,137 @@
+"""Sealed initial sync: the initial-sync benchmark with sealed PII, next to the same sync unsealed.
+
+    .venv/bin/python bench/bench_sealed_sync.py [--customers N]    # or: python3 run.py bench
+
+Two runs in one process, on the same customers (`bench.workload`: 8 plain
+fields, a made-up name and mobile number each), each with a fresh HQ and an
+empty branch-a enrolled with it, both `outpost serve` processes on loopback:
+
+* unsealed (the baseline): name and phone stored as their plaintext bytes; no
+  keys anywhere.
+* sealed: HQ seals name and phone under each customer's contact data key
+  (AES-256-GCM), wraps that key under the contact scope keys of HQ and of the
+  customer's home branch, and stores the phone's blind index. Branch-a pulls
+  the customers, the data-key records of its own group (half of them: the other
+  half belong to branch-b) and its HPKE-wrapped scope keys, and its key pass
+  moves those into its keystore.
+
+Seeding HQ's file is not timed. Timed: one ``POST /sync/now`` on the branch:
+every page pulled and applied, then the key work the sync calls for. Target:
+sealed within 1.3x of unsealed.
+
+Afterwards both pairs must have converged, and in the sealed run the branch must
+open a sample of its own customers over its API to the values HQ sealed and
+open none of branch-b's; else the script exits non-zero.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (  # noqa: E402
+    SEED_CHUNK,
+    Pair,
+    bench_main,
+    check_converged,
+    key_states,
+    seeded_pair,
+    timed_sync,
+    verdict,
+)
+from bench.workload import person, plain_values  # noqa: E402
+from crypto.keystore import open_keystore  # noqa: E402
+from server.keyring import Keyring, customer_groups  # noqa: E402
+from sync.edits import Edit  # noqa: E402
+from sync.hlc import Clock  # noqa: E402
+from sync.store.sqlite import SqliteStore, wall_clock_ms  # noqa: E402
+
+TARGET_RATIO = 1.3
+SAMPLE = 200
+
+
+async def _write_customers(pair: Pair, keyring_edits: Any) -> None:
+    """Every customer's plain fields plus what ``keyring_edits(keyring, i, row_id)``
+    gives for its PII, SEED_CHUNK customers to a transaction, into HQ's file."""
+    keystore = open_keystore(pair.hq.data_dir / "hq.keystore", pair.passphrase)
+    store = await SqliteStore.open(pair.db_path(pair.hq), node_id="hq", clock=Clock(wall_clock_ms, 60_000))
+    keyring = Keyring(store, keystore, hq="hq")
+    try:
+        batch: list[Edit] = []
+        for i, row_id in enumerate(pair.ids):
+            batch += [Edit("customers", row_id, f, value=v) for f, v in plain_values(i)]
+            batch += await keyring_edits(keyring, i, row_id)
+            if (i + 1) % SEED_CHUNK == 0:
+                await store.write_local(batch)
+                batch = []
+        if batch:
+            await store.write_local(batch)
+    finally:
+        await store.close()
+
+
+async def _plaintext(keyring: Keyring, i: int, row_id: str) -> list[Edit]:
+    return [Edit("customers", row_id, f, value=v.encode()) for f, v in person(i).items()]
+
+
+async def _sealed(keyring: Keyring, i: int, row_id: str) -> list[Edit]:
+    groups = customer_groups(dict(plain_values(i)), "hq")
+    return await keyring.seal_edits(row_id, groups, person(i))
+
+
+async def seed_unsealed(pair: Pair) -> None:
+    await _write_customers(pair, _plaintext)
+
+
+async def seed_sealed(pair: Pair) -> None:
+    await _write_customers(pair, _sealed)
+
+
+async def check_opens(pair: Pair) -> list[str]:
+    """What the branch opens wrongly in a sample of customers (empty when it opens
+    exactly its own group's customers, to the values HQ sealed)."""
+    problems = []
+    for i in random.Random(5).sample(range(len(pair.ids)), min(SAMPLE, len(pair.ids))):
+        response = await pair.branch.client.get(f"/customers/{pair.ids[i]}")
+        card = response.json()
+        ours = dict(plain_values(i))["home_branch"] == "branch-a"
+        expected = person(i)
+        if ours and (card.get("name"), card.get("phone")) != (expected["name"], expected["phone"]):
+            problems.append(f"customer {i} (branch-a's) did not open: unavailable {card.get('unavailable')}")
+        if not ours and set(card.get("unavailable", {})) != {"name", "phone"}:
+            problems.append(f"customer {i} (branch-b's) opened at branch-a")
+    return problems
+
+
+async def measure(customers: int, seed: Any) -> tuple[float, dict[str, int], int, list[str]]:
+    async with seeded_pair(customers, seed, enroll=True) as pair:
+        took_s, report = await timed_sync(pair.branch)
+        await pair.branch.sync_now()  # not timed: hands HQ the key records the branch's key pass shredded
+        problems = await check_converged(pair, customers)
+        if seed is seed_sealed:
+            problems += await check_opens(pair)
+        keys = key_states(pair.db_path(pair.branch))
+    return took_s, report, keys, problems
+
+
+async def run(customers: int) -> int:
+    plain_s, plain_report, _, plain_problems = await measure(customers, seed_unsealed)
+    sealed_s, sealed_report, sealed_keys, sealed_problems = await measure(customers, seed_sealed)
+    ratio = sealed_s / plain_s
+    print(f"sealed initial sync: branch-a pulls {customers:,} customers (8 plain fields, name, phone) from HQ")
+    print(f"  unsealed (baseline)  {plain_s:>8.2f} s   {plain_report['pulled']:>10,} field changes pulled")
+    print(f"  sealed               {sealed_s:>8.2f} s   {sealed_report['pulled']:>10,} field changes pulled "
+          f"({sealed_keys:,} of them key-record fields, {customers:,} blind indexes)")
+    print(f"  ratio sealed/unsealed {ratio:>7.2f} x (target <= {TARGET_RATIO}x: {verdict(ratio <= TARGET_RATIO)})")
+    for problem in plain_problems + sealed_problems:
+        print(f"  FAILED: {problem}")
+    return 1 if plain_problems or sealed_problems else 0
+
+
+if __name__ == "__main__":
+    bench_main(run, __doc__)
