@@ -31,7 +31,7 @@ from server.keyring import (
     epoch_row_id,
 )
 from sync.edits import Edit
-from sync.schema import FIELD_CLASSES
+from sync.schema import FIELD_CLASSES, KeyRef, KeyWrap
 from sync.scope import PeerScope
 
 log = logging.getLogger(__name__)
@@ -325,6 +325,7 @@ async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str) -
 
 def _epoch_edits(group: str, field_class: str, version: int) -> list[Edit]:
     return record_edits(
-        epoch_row_id(group, field_class), kind="epoch", scope_group=group, field_class=field_class,
-        scope_version=version,
+        epoch_row_id(group, field_class),
+        KeyRef(kind="epoch", scope_group=group, field_class=field_class),  # type: ignore[arg-type]
+        KeyWrap(scope_version=version),
     )

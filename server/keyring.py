@@ -38,7 +38,7 @@ from crypto.plaintext import Plaintext
 from crypto.seal import FieldContext, open_field, seal_field, sealed_key_version
 from crypto.wrap import DataKeyWrapContext, ScopeWrapContext, unwrap_data_key, unwrap_scope_key, wrap_data_key, wrap_scope_key
 from sync.edits import Edit
-from sync.schema import COLLECTIONS, FIELD_CLASSES
+from sync.schema import COLLECTIONS, FIELD_CLASSES, KeyRef, KeyWrap
 from sync.store import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -178,13 +178,15 @@ class Keyring:
         row = scope_key_row_id(recipient, recipient_key_version, key.group, key.field_class, key.version)
         return record_edits(
             row,
-            kind="scope_key",
-            scope_group=key.group,
-            field_class=key.field_class,
-            recipient=recipient,
-            recipient_key_version=recipient_key_version,
-            key_version=key.version,
-            wrapped=wrap_scope_key(kem_pub, key.raw, ctx),
+            KeyRef(
+                kind="scope_key",
+                scope_group=key.group,
+                field_class=key.field_class,  # type: ignore[arg-type]
+                recipient=recipient,
+                recipient_key_version=recipient_key_version,
+                key_version=key.version,
+            ),
+            KeyWrap(wrapped=wrap_scope_key(kem_pub, key.raw, ctx)),
         )
 
     def unwrap_scope_record(self, record: Mapping[str, Any]) -> ScopeKey:
@@ -221,13 +223,14 @@ class Keyring:
         row = data_key_row_id(customer_id, field_class, key.version, scope_key.group)
         return record_edits(
             row,
-            kind="data_key",
-            scope_group=scope_key.group,
-            field_class=field_class,
-            customer_id=customer_id,
-            key_version=key.version,
-            scope_version=scope_key.version,
-            wrapped=wrap_data_key(scope_key, key.raw, ctx),
+            KeyRef(
+                kind="data_key",
+                scope_group=scope_key.group,
+                field_class=field_class,  # type: ignore[arg-type]
+                customer_id=customer_id,
+                key_version=key.version,
+            ),
+            KeyWrap(scope_version=scope_key.version, wrapped=wrap_data_key(scope_key, key.raw, ctx)),
         )
 
     def unwrap_data_record(self, record: Mapping[str, Any]) -> DataKey:
@@ -262,7 +265,7 @@ class Keyring:
         key = self.unwrap_data_record(record)
         return [
             e for e in self.wrap_data_key_edits(record["customer_id"], record["field_class"], key, new)
-            if e.field in ("scope_version", "wrapped")
+            if e.field == "wrap"
         ]
 
     async def data_key_records(self, customer_id: str) -> list[dict[str, Any]]:
@@ -397,5 +400,6 @@ class Keyring:
             raise NotNormalisableError(field, getattr(exc, "detail", "unrecognised format")) from None
 
 
-def record_edits(row_id: str, **fields: Any) -> list[Edit]:
-    return [Edit("keys", row_id, name, "set", value) for name, value in fields.items()]
+def record_edits(row_id: str, ref: KeyRef, wrap: KeyWrap) -> list[Edit]:
+    """The edits that write a key record (``ref`` again is a no-op: it is written once)."""
+    return [Edit("keys", row_id, "ref", "set", ref), Edit("keys", row_id, "wrap", "set", wrap)]

@@ -22,7 +22,9 @@ PII values are sealed ciphertext (``bytes``) in storage and on the wire; only th
 edge opens them. Secret fields (PII, wrapped keys, blind indexes) are shredded by
 a tombstone: a deleted row keeps no secret state, and a secret value arriving for
 it later is dropped, so deletion (and erasure) is a join like any other merge.
-Fields declared ``index=True`` get an SQL index for lookups.
+Fields declared ``index=True`` get an SQL index for lookups. A field may hold a
+frozen Struct (`KeyRef`): one value to merge and send, each member a column of
+its own (``index=("member", ...)`` indexes members).
 
 Schema evolution follows msgspec's rules: new fields get defaults, no field
 changes type, and ``SCHEMA_VERSION`` goes up whenever a field or collection is
@@ -39,7 +41,7 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
@@ -110,15 +112,15 @@ Role = Literal[
 ]
 
 
-def _m(merge: MergeType, pii: FieldClass | None = None, *, secret: bool = False, index: bool = False,
-       **meta: Any) -> Meta:
+def _m(merge: MergeType, pii: FieldClass | None = None, *, secret: bool = False,
+       index: bool | tuple[str, ...] = False, **meta: Any) -> Meta:
     extra: dict[str, Any] = {"merge": merge}
     if pii is not None:
         extra["pii"] = pii
     if secret:
         extra["secret"] = True
     if index:
-        extra["index"] = True
+        extra["index"] = index
     return Meta(extra=extra, **meta)
 
 
@@ -226,23 +228,41 @@ class User(msgspec.Struct, kw_only=True):
     deleted: Deleted = False
 
 
+class KeyRef(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """What a key record is: written once, one field on the wire and in the merge
+    state, one column per member in the table."""
+
+    kind: KeyKind
+    scope_group: Group
+    field_class: KeyClass
+    #: scope_key: the node it is wrapped for, and which of that node's key versions
+    recipient: NodeIdStr | None = None
+    recipient_key_version: KeyVersion | None = None
+    #: data_key: the customer it belongs to
+    customer_id: RowId | None = None
+    #: scope_key, data_key: the version of the wrapped key itself
+    key_version: KeyVersion | None = None
+
+
+class KeyWrap(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """How a key record's key is held now; replaced whole, so a re-wrap can never
+    pair a wrapped key with the wrong scope version."""
+
+    #: data_key: the scope key version it is wrapped under; epoch: the live version
+    scope_version: KeyVersion | None = None
+    #: scope_key: HPKE-sealed for the recipient; data_key: AES-GCM under the scope key
+    wrapped: SealedBytes | None = None
+
+
 class KeyRecord(msgspec.Struct, kw_only=True):
     """A wrapped key (see crypto/ and server/keyring.py). Row ids are name-based
-    UUIDs of what the record is, so the same key from two places is one row."""
+    UUIDs of what the record is, so the same key from two places is one row.
 
-    kind: Annotated[KeyKind | None, _m("append_only")] = None
-    scope_group: Annotated[Group | None, _m("append_only", index=True)] = None
-    field_class: Annotated[KeyClass | None, _m("append_only")] = None
-    #: scope_key: the node it is wrapped for, and which of that node's key versions
-    recipient: Annotated[NodeIdStr | None, _m("append_only")] = None
-    recipient_key_version: Annotated[KeyVersion | None, _m("append_only")] = None
-    #: data_key: the customer it belongs to
-    customer_id: Annotated[RowId | None, _m("append_only", index=True)] = None
-    #: the version of the wrapped key itself
-    key_version: Annotated[KeyVersion | None, _m("append_only")] = None
-    #: data_key: the scope key version it is wrapped under now; epoch: the live version
-    scope_version: Annotated[KeyVersion | None, _m("lww")] = None
-    wrapped: Annotated[SealedBytes | None, _m("lww", secret=True)] = None
+    Three fields, not one per attribute: every customer has a record per field
+    class and scope group, so each field here is a change per record in sync."""
+
+    ref: Annotated[KeyRef | None, _m("append_only", index=("scope_group", "customer_id"))] = None
+    wrap: Annotated[KeyWrap | None, _m("lww", secret=True)] = None
     deleted: Deleted = False
 
 
@@ -257,7 +277,7 @@ class FieldSpec:
 
     __slots__ = (
         "collection", "name", "merge", "pii", "annotation", "wire_type",
-        "default", "sql_type", "nullable", "lattice", "decoder", "secret", "index",
+        "default", "sql_type", "nullable", "lattice", "decoder", "secret", "index", "members",
     )
 
     def __init__(
@@ -274,6 +294,7 @@ class FieldSpec:
         lattice: tuple[str, ...] | None,
         secret: bool = False,
         index: bool = False,
+        members: tuple[str, ...] = (),
     ) -> None:
         self.collection = collection
         self.name = name
@@ -289,6 +310,8 @@ class FieldSpec:
         self.secret = secret or pii is not None
         #: the column gets an SQL index
         self.index = index
+        #: a Struct-valued field: the members stored as columns of their own
+        self.members = members
         #: decodes this field's msgpack wire value, enforcing its constraints
         self.decoder = msgspec.msgpack.Decoder(wire_type)
 
@@ -296,15 +319,38 @@ class FieldSpec:
         return f"FieldSpec({self.collection}.{self.name}, merge={self.merge}, pii={self.pii})"
 
 
+class Column:
+    """One SQL column of a collection's table: a field's plain value, or one member
+    of a Struct-valued field."""
+
+    __slots__ = ("name", "field", "member", "sql_type", "nullable", "index")
+
+    def __init__(self, name: str, field: FieldSpec, member: str | None, sql_type: str, nullable: bool,
+                 index: bool) -> None:
+        self.name = name
+        self.field = field
+        self.member = member
+        self.sql_type = sql_type
+        self.nullable = nullable
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Column({self.field.collection}.{self.name})"
+
+
 class CollectionSpec:
     """A replicated collection and its fields, in declaration order."""
 
-    __slots__ = ("name", "struct", "fields")
+    __slots__ = ("name", "struct", "fields", "columns")
 
-    def __init__(self, name: str, struct: type[msgspec.Struct], fields: dict[str, FieldSpec]) -> None:
+    def __init__(
+        self, name: str, struct: type[msgspec.Struct], fields: dict[str, FieldSpec], columns: dict[str, Column]
+    ) -> None:
         self.name = name
         self.struct = struct
         self.fields = fields
+        #: the table's value columns by name, in declaration order
+        self.columns = columns
 
     @property
     def pii_fields(self) -> tuple[FieldSpec, ...]:
@@ -352,6 +398,8 @@ def _derive(name: str, struct: type[msgspec.Struct]) -> CollectionSpec:
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     fields: dict[str, FieldSpec] = {}
+    #: column name -> (field, member or None, SQL type, indexed)
+    columns: dict[str, tuple[str, str | None, str, bool]] = {}
     for f in info.fields:
         meta = f.type
         if not isinstance(meta, msgspec.inspect.Metadata) or not meta.extra or "merge" not in meta.extra:
@@ -386,7 +434,25 @@ def _derive(name: str, struct: type[msgspec.Struct]) -> CollectionSpec:
             wire_type = annotation
         else:
             wire_type = annotation
-        sql_type, nullable = _sql_type(inner)
+        struct_type = _struct_type(inner)
+        index = meta.extra.get("index", False)
+        if struct_type is not None:
+            if merge not in ("lww", "append_only"):
+                raise SchemaDeclarationError(f"{name}.{f.name}: a Struct value merges as lww or append_only")
+            sql_type, nullable = "BLOB", True  # no column of its own
+            members = tuple(m.name for m in struct_type.fields)
+            if not set(index or ()) <= set(members):
+                raise SchemaDeclarationError(f"{name}.{f.name}: index names no member of {struct_type.cls.__name__}")
+            for m in struct_type.fields:
+                if m.name in columns:
+                    raise SchemaDeclarationError(f"{name}.{f.name}.{m.name}: a column of that name exists")
+                columns[m.name] = (f.name, m.name, _sql_type(m.type)[0], m.name in (index or ()))
+        else:
+            members = ()
+            sql_type, nullable = _sql_type(inner)
+            if not isinstance(index, bool):
+                raise SchemaDeclarationError(f"{name}.{f.name}: index=True or False (names are for Struct members)")
+            columns[f.name] = (f.name, None, sql_type, index)
         fields[f.name] = FieldSpec(
             collection=name,
             name=f.name,
@@ -399,11 +465,28 @@ def _derive(name: str, struct: type[msgspec.Struct]) -> CollectionSpec:
             nullable=nullable,
             lattice=lattice,
             secret=bool(meta.extra.get("secret")),
-            index=bool(meta.extra.get("index")),
+            index=index is True,
+            members=members,
         )
     if any(f.secret for f in fields.values()) and "deleted" not in fields:
         raise SchemaDeclarationError(f"{name}: secret fields need a tombstone to shred them")
-    return CollectionSpec(name, struct, fields)
+    return CollectionSpec(
+        name,
+        struct,
+        fields,
+        {
+            col: Column(col, fields[field], member, sql_type, member is not None or fields[field].nullable, index)
+            for col, (field, member, sql_type, index) in columns.items()
+        },
+    )
+
+
+def _struct_type(info: msgspec.inspect.Type) -> msgspec.inspect.StructType | None:
+    """The Struct of a ``Struct | None`` field (None for any other type)."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        info = members[0] if len(members) == 1 else info
+    return info if isinstance(info, msgspec.inspect.StructType) else None
 
 
 def derive_collections(structs: dict[str, type[msgspec.Struct]]) -> dict[str, CollectionSpec]:

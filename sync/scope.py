@@ -14,16 +14,13 @@ from typing import Any
 
 import msgspec
 
+from sync.schema import KeyRef
+
 #: (collection, the row's stored field states by name; each state's [0] is its
 #: canonical msgpack value) -> whether the peer may receive the row
 RowFilter = Callable[[str, Mapping[str, Sequence[Any]]], bool]
 
-_decode = msgspec.msgpack.decode
-
-
-def _value(doc: Mapping[str, Sequence[Any]], name: str) -> Any:
-    entry = doc.get(name)
-    return None if entry is None else _decode(entry[0])
+_decode_ref = msgspec.msgpack.Decoder(KeyRef).decode
 
 
 class PeerScope(msgspec.Struct, frozen=True):
@@ -40,10 +37,12 @@ class PeerScope(msgspec.Struct, frozen=True):
     def admits(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
         if collection != "keys":
             return True
-        kind = _value(doc, "kind")
-        if kind == "scope_key":
-            return bool(_value(doc, "recipient") == self.node)
-        group = _value(doc, "scope_group")
-        if self.groups is not None and group not in self.groups and group != "*":
+        entry = doc.get("ref")
+        if entry is None:
+            return self.groups is None  # its identity has not arrived: only a peer taking everything
+        ref = _decode_ref(entry[0])
+        if ref.kind == "scope_key":
+            return ref.recipient == self.node
+        if self.groups is not None and ref.scope_group not in self.groups and ref.scope_group != "*":
             return False
-        return _value(doc, "field_class") in self.classes
+        return ref.field_class in self.classes

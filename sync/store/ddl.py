@@ -4,7 +4,8 @@ Each collection has one table (``customers``, ``tasks``, ...) with one row per
 entity:
 
 * one column per field, holding its plain value for queries: sets as a JSON
-  array of their members, counters as their sum, PII as sealed ciphertext;
+  array of their members, counters as their sum, PII as sealed ciphertext; a
+  Struct-valued field has a column per member instead;
 * ``_state``: the merge state of every field, msgpack
   ``{field: [value, hlc, origin, seq, src]}`` with the canonical value, the HLC
   stamp and origin of the write, the local sequence number ``seq`` given when the
@@ -23,7 +24,7 @@ import json
 
 import msgspec
 
-from sync.schema import COLLECTIONS, CollectionSpec, FieldSpec
+from sync.schema import COLLECTIONS, CollectionSpec, Column, FieldSpec
 
 CORE_TABLES = """
 CREATE TABLE meta (
@@ -58,7 +59,10 @@ CREATE TABLE nodes (
 """
 
 
-def _sql_literal(spec: FieldSpec) -> str:
+def _sql_literal(column: Column) -> str:
+    if column.member is not None:
+        return "NULL"
+    spec = column.field
     default = spec.default
     if spec.merge == "add_wins_set":
         return "'[]'"
@@ -76,21 +80,21 @@ def _sql_literal(spec: FieldSpec) -> str:
 def collection_table(spec: CollectionSpec) -> str:
     """CREATE TABLE (and the ``_seq`` index) for one collection."""
     columns = ["    row_id TEXT NOT NULL PRIMARY KEY"]
-    for f in spec.fields.values():
-        not_null = "" if f.nullable else " NOT NULL"
-        columns.append(f"    {f.name} {f.sql_type}{not_null} DEFAULT {_sql_literal(f)}")
+    for c in spec.columns.values():
+        not_null = "" if c.nullable else " NOT NULL"
+        columns.append(f"    {c.name} {c.sql_type}{not_null} DEFAULT {_sql_literal(c)}")
     columns.append("    _seq INTEGER NOT NULL")
     columns.append("    _state BLOB NOT NULL")
     return (
         f"CREATE TABLE {spec.name} (\n" + ",\n".join(columns) + "\n);\n"
         f"CREATE INDEX {spec.name}__seq ON {spec.name} (_seq);\n"
-        + "".join(field_index(spec, f) for f in spec.fields.values() if f.index)
+        + "".join(column_index(spec, c) for c in spec.columns.values() if c.index)
     )
 
 
-def field_index(spec: CollectionSpec, f: FieldSpec) -> str:
-    """CREATE INDEX for a field declared ``index=True`` (idempotent)."""
-    return f"CREATE INDEX IF NOT EXISTS {spec.name}_{f.name} ON {spec.name} ({f.name});\n"
+def column_index(spec: CollectionSpec, c: Column) -> str:
+    """CREATE INDEX for a column declared indexed (idempotent)."""
+    return f"CREATE INDEX IF NOT EXISTS {spec.name}_{c.name} ON {spec.name} ({c.name});\n"
 
 
 def schema_ddl() -> str:
@@ -99,9 +103,17 @@ def schema_ddl() -> str:
 
 
 def column_value(spec: FieldSpec, value: object) -> object:
-    """A materialized value as stored in its SQL column."""
+    """A materialized value as stored in its SQL column (see `member_columns` for
+    a Struct-valued field)."""
     if spec.merge == "add_wins_set":
         return json.dumps(sorted(value), ensure_ascii=False)  # type: ignore[call-overload]
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+def member_columns(spec: FieldSpec, value: object) -> dict[str, object]:
+    """The columns of a Struct-valued field: one per member (all NULL for None)."""
+    if value is None:
+        return dict.fromkeys(spec.members)
+    return {m: column_value(spec, getattr(value, m)) for m in spec.members}

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import aiosqlite
+import msgspec
 
-from sync.schema import COLLECTIONS
-from sync.store.ddl import _sql_literal, collection_table, field_index, schema_ddl
+from sync.schema import COLLECTIONS, KeyRef, KeyWrap
+from sync.store.ddl import _sql_literal, collection_table, column_index, schema_ddl
 
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[tuple[int, str, Step]] = []
@@ -41,6 +42,40 @@ async def _node_keys(conn: aiosqlite.Connection) -> None:
         await conn.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
 
 
+_REF_FIELDS = KeyRef.__struct_fields__
+_WRAP_FIELDS = KeyWrap.__struct_fields__
+
+
+@migration(3, "key records: what a record is, and how its key is held, as one field each")
+async def _compact_key_records(conn: aiosqlite.Connection) -> None:
+    """Fold each key record's merge states into ``ref`` (the written-once members)
+    and ``wrap`` (scope version and wrapped key). A folded state takes the stamp
+    of the newest state it folds, so every node folding the same states gets the
+    same result. The table's columns stay as they were. (Schema 2 nodes cannot
+    sync with schema 3 ones: upgrade HQ and its sites together.)"""
+    decode, encode = msgspec.msgpack.decode, msgspec.msgpack.encode
+    async with conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'") as cur:
+        if await cur.fetchone() is None:
+            return  # made before key records existed: `add_missing_columns` creates the table
+    async with conn.execute("SELECT row_id, _state FROM keys") as cur:
+        rows = await cur.fetchall()
+    updates = []
+    for row_id, state in rows:
+        doc = decode(state)
+        if "ref" in doc or "wrap" in doc:
+            continue
+        out = {name: entry for name, entry in doc.items() if name not in _REF_FIELDS + _WRAP_FIELDS}
+        for field, cls, members in (("ref", KeyRef, _REF_FIELDS), ("wrap", KeyWrap, _WRAP_FIELDS)):
+            entries = {m: doc[m] for m in members if m in doc}
+            if not entries:
+                continue
+            newest = max(entries.values(), key=lambda e: (e[1], e[2]))
+            value = cls(**{m: decode(e[0]) for m, e in entries.items()})
+            out[field] = [encode(value), newest[1], newest[2], max(e[3] for e in entries.values()), newest[4]]
+        updates.append((encode(out), row_id))
+    await conn.executemany("UPDATE keys SET _state = ? WHERE row_id = ?", updates)
+
+
 LAYOUT_VERSION = len(MIGRATIONS)
 
 
@@ -56,16 +91,16 @@ async def add_missing_columns(conn: aiosqlite.Connection) -> list[str]:
                     await conn.execute(statement)
             added.append(spec.name)
             continue
-        for f in spec.fields.values():
-            if f.name not in have:
-                not_null = "" if f.nullable else " NOT NULL"
+        for c in spec.columns.values():
+            if c.name not in have:
+                not_null = "" if c.nullable else " NOT NULL"
                 await conn.execute(
-                    f"ALTER TABLE {spec.name} ADD COLUMN {f.name} {f.sql_type}{not_null} "
-                    f"DEFAULT {_sql_literal(f)}"
+                    f"ALTER TABLE {spec.name} ADD COLUMN {c.name} {c.sql_type}{not_null} "
+                    f"DEFAULT {_sql_literal(c)}"
                 )
-                added.append(f"{spec.name}.{f.name}")
-            if f.index:
-                await conn.execute(field_index(spec, f))
+                added.append(f"{spec.name}.{c.name}")
+            if c.index:
+                await conn.execute(column_index(spec, c))
     return added
 
 

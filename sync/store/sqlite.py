@@ -32,7 +32,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -45,10 +45,10 @@ from sync.hlc import Clock
 from sync.ids import new_ulid
 from sync.merge import Applied, FieldState, Refused, materialize, merge_for
 from sync.protocol import Incoming
-from sync.schema import COLLECTIONS, SCHEMA_VERSION, FieldSpec
+from sync.schema import COLLECTIONS, SCHEMA_VERSION, Column, FieldSpec
 from sync.scope import RowFilter
 from sync.store import ApplyReport, LinkState, NodeRecord, Page
-from sync.store.ddl import column_value
+from sync.store.ddl import column_value, member_columns
 from sync.store.errors import (
     StoreBusyError,
     StoreExistsError,
@@ -124,12 +124,19 @@ def _reads(method: Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]) -> Cal
 class _Batch:
     """The rows one write transaction touches: their docs and what changed in them."""
 
-    __slots__ = ("docs", "dirty")
+    __slots__ = ("docs", "dirty", "owners")
 
     def __init__(self, docs: dict[_RowKey, Doc]) -> None:
         self.docs = docs
-        #: row -> {field: column value}
+        #: row -> {column: value}
         self.dirty: dict[_RowKey, dict[str, Any]] = {}
+        #: row -> its changed Struct-valued fields (their columns are their members)
+        self.owners: defaultdict[_RowKey, set[str]] = defaultdict(set)
+
+    def changed_fields(self, key: _RowKey, cols: dict[str, Any]) -> Iterable[str]:
+        """The fields of ``key`` this batch changed (names of shredded ones too)."""
+        owners = self.owners.get(key)
+        return cols if owners is None else (*cols, *owners)
 
 
 class SqliteStore:
@@ -274,11 +281,11 @@ class SqliteStore:
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
-        for (collection, row_id), fields in batch.dirty.items():
+        for (collection, row_id), cols in batch.dirty.items():
             doc = batch.docs[(collection, row_id)]
-            for name in fields:
+            for name in batch.changed_fields((collection, row_id), cols):
                 if name not in doc:
-                    continue  # shredded by the row's tombstone
+                    continue  # shredded by the row's tombstone, or a member column
                 raw, hlc, origin, _, _ = doc[name]
                 changes.append(Change(collection, row_id, name, msgspec.Raw(raw), hlc, origin))  # type: ignore[arg-type]
         return changes
@@ -406,6 +413,11 @@ class SqliteStore:
     def _stage(batch: _Batch, key: _RowKey, spec: FieldSpec, state: FieldState, src: str, value: Any) -> None:
         """Put a field's new state in its row's doc (seq 0 until `_write` numbers the row)."""
         batch.docs[key][spec.name] = (state.raw, state.hlc, state.origin, 0, src)
+        if spec.members:
+            cols = batch.dirty.setdefault(key, {})
+            cols.update(member_columns(spec, materialize(spec, state.raw)))
+            batch.owners[key].add(spec.name)
+            return
         if value is _UNDECODED or spec.merge in _MATERIALIZED:
             value = column_value(spec, materialize(spec, state.raw))
         elif value is True or value is False:
@@ -428,7 +440,7 @@ class SqliteStore:
             if secret and _tombstoned(doc):
                 for f in secret:
                     if doc.pop(f.name, None) is not None:
-                        cols[f.name] = None
+                        cols.update(dict.fromkeys(f.members or (f.name,)))
 
     async def _load(self, rows: list[_RowKey]) -> _Batch:
         """The stored docs of these rows (empty docs for rows not stored yet)."""
@@ -460,9 +472,9 @@ class SqliteStore:
         for key, cols in batch.dirty.items():
             seq += 1
             doc = docs[key]
-            for name in cols:
+            for name in batch.changed_fields(key, cols):
                 entry = doc.get(name)
-                if entry is not None:  # None: shredded
+                if entry is not None:  # None: shredded or a member column
                     doc[name] = (entry[0], entry[1], entry[2], seq, entry[4])
             shapes[(key[0], tuple(cols))].append((key[1], *cols.values(), seq, _encode_doc(doc)))
         for (collection, names), params in shapes.items():
@@ -675,23 +687,23 @@ class SqliteStore:
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None:
         """The materialized row (None if no field of it is stored)."""
         spec = COLLECTIONS[collection]
-        names = ["row_id", *spec.fields]
+        names = ["row_id", *spec.columns]
         async with self._r.execute(f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else _materialize(spec.fields.values(), names, row)
+        return None if row is None else _materialize(spec.columns.values(), names, row)
 
     @_reads
     async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]:
         """Materialized rows whose columns equal ``equals`` (field names of the schema;
         a list, tuple or set value matches any of its members)."""
         spec = COLLECTIONS[collection]
-        names = ["row_id", *spec.fields]
+        names = ["row_id", *spec.columns]
         where, params = _where(spec, equals)
         async with self._r.execute(
             f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} ORDER BY row_id LIMIT ?", (*params, limit)
         ) as cur:
             rows = await cur.fetchall()
-        return [_materialize(spec.fields.values(), names, r) for r in rows]
+        return [_materialize(spec.columns.values(), names, r) for r in rows]
 
     @_reads
     async def rows_after(
@@ -701,14 +713,14 @@ class SqliteStore:
         that match ``equals`` (as in `find_rows`) and hold any field of ``any_of``:
         how the edge's background work follows what changed."""
         spec = COLLECTIONS[collection]
-        names = ["row_id", *spec.fields]
+        names = ["row_id", *spec.columns]
         where, params = _where(spec, equals, any_of)
         async with self._r.execute(
             f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? AND {where} ORDER BY _seq LIMIT ?",
             (after_seq, *params, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [(r[0], _materialize(spec.fields.values(), names, r[1:])) for r in rows]
+        return [(r[0], _materialize(spec.columns.values(), names, r[1:])) for r in rows]
 
     async def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it to zero bytes, so pages
@@ -769,7 +781,7 @@ _UNDECODED = object()
 def _where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
     """A WHERE clause over schema field names: each of ``equals`` (a collection value
     matches any member), and at least one of ``any_of`` not NULL."""
-    unknown = (set(equals) | set(any_of)) - set(spec.fields) - {"row_id"}
+    unknown = (set(equals) | set(any_of)) - set(spec.columns) - {"row_id"}
     if unknown:
         raise KeyError(f"{spec.name} has no field {sorted(unknown)[0]!r}")
     clauses, params = [], []
@@ -785,13 +797,16 @@ def _where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> t
     return " AND ".join(clauses) or "1", params
 
 
-def _materialize(fields: Any, names: list[str], row: Any) -> dict[str, Any]:
+def _materialize(columns: Iterable[Column], names: list[str], row: Any) -> dict[str, Any]:
+    """A row as {column: plain value} (a Struct-valued field appears as its members)."""
     out = dict(zip(names, row))
-    for f in fields:
-        if f.merge == "add_wins_set":
-            out[f.name] = json.loads(out[f.name])
-        elif f.sql_type == "INTEGER" and isinstance(f.default, bool):
-            out[f.name] = bool(out[f.name])
+    for c in columns:
+        if c.member is not None:
+            continue
+        if c.field.merge == "add_wins_set":
+            out[c.name] = json.loads(out[c.name])
+        elif c.sql_type == "INTEGER" and isinstance(c.field.default, bool):
+            out[c.name] = bool(out[c.name])
     return out
 
 

@@ -171,8 +171,9 @@ def test_sync_against_a_running_hq(
     assert "Traceback" not in result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("synced branch-1 with hq: "), line
-    # HQ's customers (two fields each), and the epochs of branch-1's four scope keys (five fields each)
-    pulled = customers * 2 + 4 * 5
+    # HQ's customers (two fields each), and the epochs of branch-1's scope keys (four classes and the
+    # blind index; two fields each: what the record is, and the live version)
+    pulled = customers * 2 + 5 * 2
     assert "pushed 3 " in line and f"pulled {pulled} " in line and f"applied {pulled} " in line, line
 
     again = outpost(*args, "--quiet", cwd=tmp_path)
