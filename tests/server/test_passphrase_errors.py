@@ -138,3 +138,14 @@ def test_missing_keystore(data_dir: Path, name: str) -> None:
     keystore.unlink()
     message = one_line_failure(outpost(*command(name, data_dir), passphrase=GOOD))
     assert message == f"outpost: no keystore at {keystore}; create one first (outpost init)"
+
+
+@pytest.mark.parametrize("name", ["serve", "sync"])
+def test_unreadable_keystore(data_dir: Path, name: str) -> None:
+    """The keystore path is something that cannot be read as a file (here a directory,
+    as a bad restore leaves it; an unreadable file fails the same way)."""
+    keystore = data_dir / "branch-a.keystore"
+    keystore.unlink()
+    keystore.mkdir()
+    message = one_line_failure(outpost(*command(name, data_dir), passphrase=GOOD))
+    assert message == f"outpost: cannot open {keystore}: Is a directory", message
