@@ -52,7 +52,8 @@ def _config(site: str, data_dir: str | None, port: int | None, upstream_url: str
 
 
 def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Known errors (config, store, sync) become one-line messages and exit status 1."""
+    """Known errors (config, store, sync, keystore, API, unreadable files) become one-line
+    messages and exit status 1."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -60,6 +61,10 @@ def _friendly(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*args, **kwargs)
         except (ConfigError, StoreError, SyncError, KeystoreError, ApiError) as exc:
             click.echo(f"outpost: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:  # a keystore or data path that is no readable file (a directory, no permission)
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            click.echo(f"outpost: cannot open {where}{exc.strerror or type(exc).__name__}", err=True)
             sys.exit(1)
 
     return wrapper
