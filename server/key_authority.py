@@ -26,9 +26,10 @@ from server.keyring import (
     INDEX_CLASS,
     INDEX_GROUP,
     Keyring,
-    record_edits,
     customer_groups,
     epoch_row_id,
+    flush_wal,
+    record_edits,
 )
 from sync.edits import Edit
 from sync.schema import FIELD_CLASSES, KeyRef, KeyWrap
@@ -210,13 +211,14 @@ class KeyAuthority:
         await self.store.write_local(_epoch_edits(group, field_class, new.version))
         self.keystore.drop_scope_keys_below(group, field_class, new.version)
         self.keystore.save()
+        await flush_wal(self.store)  # the old wraps leave the WAL too
         report = RotationReport(
             group=group,
             field_class=field_class,
             old_version=old.version,
             new_version=new.version,
             rewrapped=rewrapped,
-            recipients=sorted({e.value for e in issue if e.field == "recipient"}),
+            recipients=sorted({e.value.recipient for e in issue if e.field == "ref"}),
         )
         log.info(
             "keys.scope rotated",
@@ -236,12 +238,12 @@ class KeyAuthority:
             for record in records:
                 try:
                     edits += self.keyring.rewrap_edits(record, new)
+                    done += 1
                 except UnwrapError as exc:  # damaged: it stays unreadable, and is not retried in this loop
                     log.warning("keys.rewrap failed", extra={"row_id": record["row_id"], "reason": exc.reason})
             if not edits:
                 return done
             await self.store.write_local(edits)
-            done += len(edits) // 2
 
     async def erase_customer(self, customer_id: str) -> ErasureReport:
         """PIPL Art. 47: tombstone the customer (shredding its sealed fields), shred its
@@ -258,7 +260,7 @@ class KeyAuthority:
         await self.store.write_local(edits)
         pairs = sorted({(k["scope_group"], k["field_class"]) for k in keys})
         rotations = [await self.rotate_scope_key(g, c) for g, c in pairs]
-        await self.store.checkpoint()
+        await flush_wal(self.store)
         log.info(
             "customer.erased",
             extra={"row_id": customer_id, "keys": len(keys), "results": len(results), "rotations": len(rotations)},
@@ -275,15 +277,19 @@ class KeyAuthority:
         transaction per customer; the old keys are shredded. Returns how many."""
         done = 0
         for customer_id in customer_ids:
-            if await rotate_customer_keys(self.keyring, customer_id, hq=self.config.node_id):
+            if await rotate_customer_keys(self.keyring, customer_id, hq=self.config.node_id, flush=False):
                 done += 1
+        if done:
+            await flush_wal(self.store)
         return done
 
 
-async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str) -> bool:
+async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str, flush: bool = True) -> bool:
     """New data keys for one customer, its fields re-sealed, its old keys shredded,
-    in one transaction (any node holding its keys may do it). A class whose fields
-    do not all open here is left as it is. False if nothing was rotated."""
+    in one transaction (any node holding its keys may do it), then (``flush``) the
+    WAL checkpointed so neither the old ciphertext nor the old keys stay there. A
+    class whose fields do not all open here is left as it is. False if nothing
+    was rotated."""
     row = await keyring.store.read_row("customers", customer_id)
     if row is None or row["deleted"]:
         return False
@@ -320,6 +326,8 @@ async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str) -
     records = await keyring.data_key_records(customer_id)
     edits += [Edit("keys", r["row_id"], "deleted", "set", True) for r in records if r["field_class"] in rotated]
     await keyring.store.write_local(edits)
+    if flush:
+        await flush_wal(keyring.store)
     return True
 
 

@@ -24,9 +24,8 @@ import msgspec
 
 from crypto.errors import UnwrapError
 from crypto.seal import FieldContext, open_field, sealed_key_version
-from server.keyring import CUSTOMER_PII, INDEXED, Keyring, customer_groups
+from server.keyring import CUSTOMER_PII, INDEXED, Keyring, customer_groups, flush_wal
 from sync.edits import Edit
-from sync.store.errors import StoreBusyError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,7 @@ class KeySteward:
         self._customers_seq = 0
         self._keys_seq = 0
         self._hq_seq = 0
+        self._retired_seq = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -82,11 +82,10 @@ class KeySteward:
             await self._shred_deleted(report)
             if self.is_hq:
                 await self._complete_customers(report)
-            if report.keys_shredded or report.scope_keys_received or report.scope_keys_destroyed:
-                try:
-                    await self.store.checkpoint()
-                except StoreBusyError:
-                    log.info("keys.checkpoint busy; next pass")
+            retired = await self._retired_since_last_pass()
+            if retired or report.keys_shredded or report.scope_keys_received or report.scope_keys_destroyed:
+                if not await flush_wal(self.store):
+                    self._retired_seq = 0  # look again next pass
             if any(msgspec.structs.astuple(report)):
                 log.info("keys.steward", extra=msgspec.structs.asdict(report))
             return report
@@ -113,6 +112,15 @@ class KeySteward:
             report.scope_keys_received += len(taken)
             report.keys_shredded += len(taken)
 
+    async def _retired_since_last_pass(self) -> bool:
+        """Whether key records were shredded since the last pass, here or by sync
+        (an erasure or a key rotation elsewhere): old keys, and the ciphertext
+        they opened, may sit in the WAL until it is checkpointed."""
+        high = await self.store.high_seq()
+        found = await self.store.rows_after("keys", self._retired_seq, limit=1, deleted=True)
+        self._retired_seq = high
+        return bool(found)
+
     async def _epoch(self, group: str, field_class: str) -> int:
         rows = await self.store.find_rows("keys", kind="epoch", scope_group=group, field_class=field_class)
         return max((r["scope_version"] or 0 for r in rows), default=0)
@@ -134,11 +142,11 @@ class KeySteward:
                 for record in records:
                     try:
                         edits += self.keyring.rewrap_edits(record, new)
+                        report.rewrapped += 1
                     except UnwrapError:
                         continue
                 if edits:
                     await self.store.write_local(edits)
-                    report.rewrapped += len(edits) // 2
             report.scope_keys_destroyed += self.keystore.drop_scope_keys_below(group, cls, live)
             self.keystore.save()
 

@@ -40,6 +40,7 @@ from crypto.wrap import DataKeyWrapContext, ScopeWrapContext, unwrap_data_key, u
 from sync.edits import Edit
 from sync.schema import COLLECTIONS, FIELD_CLASSES, KeyRef, KeyWrap
 from sync.store import ReplicaStore
+from sync.store.errors import StoreBusyError
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +399,17 @@ class Keyring:
             return INDEXED[field][1](text)
         except ValueError as exc:  # NormalizeError carries no value
             raise NotNormalisableError(field, getattr(exc, "detail", "unrecognised format")) from None
+
+
+async def flush_wal(store: ReplicaStore) -> bool:
+    """Checkpoint the WAL so pages holding retired keys or ciphertext leave it;
+    False (logged) when readers hold it and the next key pass must retry."""
+    try:
+        await store.checkpoint()
+    except StoreBusyError:
+        log.info("keys.checkpoint busy; next pass")
+        return False
+    return True
 
 
 def record_edits(row_id: str, ref: KeyRef, wrap: KeyWrap) -> list[Edit]:
