@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from sync.schema import COLLECTIONS
-from sync.store.ddl import _sql_literal, collection_table, field_index, schema_ddl
+from sync.store.ddl import AUTH_TABLES, _sql_literal, collection_table, field_index, schema_ddl
 
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[tuple[int, str, Step]] = []
@@ -39,6 +39,15 @@ async def _initial(conn: aiosqlite.Connection) -> None:
 async def _node_keys(conn: aiosqlite.Connection) -> None:
     for column in ("key_version INTEGER", "sign_pub BLOB", "kem_pub BLOB"):
         await conn.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
+
+
+@migration(3, "local sign-in state: sessions, refresh tokens, devices")
+async def _auth_tables(conn: aiosqlite.Connection) -> None:
+    # the users columns added with it (password_hash, tokens_valid_after_ms) and
+    # the username index come from `add_missing_columns`, like any new field
+    for statement in AUTH_TABLES.split(";"):
+        if statement.strip():
+            await conn.execute(statement)
 
 
 LAYOUT_VERSION = len(MIGRATIONS)
