@@ -21,6 +21,10 @@ made, and at every other node with the sync that brings it the row (ASVS
 5.0, 8.3.2). Tokens this node issued are also checked against their
 session, so signing out ends them at once.
 
+Only user rows as HQ wrote them count: a row with any field written by another
+node (which no API allows, so only a node pushing what it should not) signs no
+one in and keeps no token alive.
+
 Failed sign-ins are limited per username and per client address; an unknown
 username costs the same Argon2 work as a known one. No password, hash, token or
 typed username reaches a log line or an error message.
@@ -247,6 +251,8 @@ class Authenticator:
         self.store = store
         self.keystore = keystore
         self.node_id = config.node_id
+        #: the only node whose writes to user rows count
+        self.hq = config.node_id if config.upstream is None else config.upstream.node_id
         self.settings = config.auth
         self.trusted = frozenset(config.auth.trusted_issuers)
         self.passwords = passwords or PasswordCheck()
@@ -280,8 +286,23 @@ class Authenticator:
         return await self._open_session(user, device_id=None)
 
     async def _live_user(self, username: str) -> dict[str, Any] | None:
-        rows = await self.store.find_rows("users", limit=10, username=username)
-        return next((r for r in rows if not r["deleted"]), None)
+        for row in await self.store.find_rows("users", limit=10, username=username):
+            if not row["deleted"] and await self._from_hq(row["row_id"]):
+                return row
+        return None
+
+    async def _user(self, user_id: str) -> dict[str, Any] | None:
+        """The user row as HQ wrote it, or None."""
+        row = await self.store.read_row("users", user_id)
+        return row if row is not None and await self._from_hq(user_id) else None
+
+    async def _from_hq(self, user_id: str) -> bool:
+        foreign = sorted(f for f, origin in (await self.store.field_origins("users", user_id)).items()
+                         if origin != self.hq)
+        if foreign:
+            log.warning("auth.user row written outside HQ: ignored", extra={"user_id": user_id,
+                                                                           "fields": ",".join(foreign)})
+        return not foreign
 
     def _check_limits(self, address: str, username: str | None) -> None:
         wait = self.by_address.retry_after_s(address)
@@ -338,7 +359,7 @@ class Authenticator:
         if outcome != "rotated":
             raise NotAuthenticatedError(f"refresh_{outcome}")  # type: ignore[arg-type]
         assert session is not None
-        user = await self.store.read_row("users", session.user_id)
+        user = await self._user(session.user_id)
         reason = refusal(user, session.rev)
         if reason is not None:
             await self.store.revoke_session(session.session_id, now_ms=now, why=reason)
@@ -369,7 +390,7 @@ class Authenticator:
             claims = verify_access_token(token, public_key=public_key, now_s=self.now_ms() // 1000)
         except TokenError as exc:
             raise NotAuthenticatedError(exc.reason) from None
-        user = await self.store.read_row("users", claims.sub)
+        user = await self._user(claims.sub)
         reason = refusal(user, claims.rev)
         if reason is None and user is not None and (user["role"] != claims.role or user["site"] != claims.site):
             reason = "user_changed"
@@ -400,7 +421,7 @@ class Authenticator:
     async def enroll_device(self, principal: Principal, label: str | None) -> DeviceCredential:
         """Enrol a phone for the signed-in user: its credential, shown once."""
         now = self.now_ms()
-        user = await self.store.read_row("users", principal.user_id)
+        user = await self._user(principal.user_id)
         rev = 0 if user is None else int(user["tokens_valid_after_ms"])
         reason = refusal(user, rev)
         if reason is not None:
@@ -421,7 +442,7 @@ class Authenticator:
             self.by_address.record(address)
             log.info("auth.device refused", extra={"reason": "device_credentials"})
             raise NotAuthenticatedError("device_credentials")
-        user = await self.store.read_row("users", device.user_id)
+        user = await self._user(device.user_id)
         reason = refusal(user, device.rev)
         if reason is not None:
             log.info("auth.device refused", extra={"reason": reason, "device_id": device_id})

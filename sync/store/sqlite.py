@@ -683,6 +683,14 @@ class SqliteStore:
         return None if row is None else _materialize(spec.fields.values(), names, row)
 
     @_reads
+    async def field_origins(self, collection: str, row_id: str) -> dict[str, str]:
+        """The node that wrote each stored field state of a row (empty if none is stored)."""
+        spec = COLLECTIONS[collection]
+        async with self._r.execute(f"SELECT _state FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
+            row = await cur.fetchone()
+        return {} if row is None else {name: entry[2] for name, entry in _decode_doc(row[0]).items()}
+
+    @_reads
     async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]:
         """Materialized rows whose columns equal ``equals`` (field names of the schema;
         a list, tuple or set value matches any of its members)."""

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import msgspec
 
+from server.passwords import PasswordCheck
 from sync.edits import Edit
 from sync.hlc import Clock
 from sync.scope import PeerScope
 from sync.store.migrations import LAYOUT_VERSION
 from sync.store.sqlite import SqliteStore, wall_clock_ms
-from tests.auth.conftest import ADMIN, PASSWORD, Deployment
+from tests.auth.conftest import ADMIN, PASSWORD, Deployment, bearer, sign_in
 from tests.auth.test_sign_in import refused
 
 
@@ -107,3 +108,26 @@ def test_layout_3_adds_the_sign_in_tables_and_user_columns_to_an_older_store(tmp
         db.close()
     assert {"auth_sessions", "auth_refresh_tokens", "auth_devices", "users_username"} <= tables
     assert {"password_hash", "tokens_valid_after_ms"} <= columns
+
+
+def test_only_user_rows_as_hq_wrote_them_sign_anyone_in(deployment: Deployment) -> None:
+    """No API writes users below HQ, but a node could push such writes: a row
+    with a field written outside HQ signs no one in."""
+    async def forge(token_holder: str) -> None:
+        store = await deployment.open_store("branch-a")
+        try:
+            hashed = await PasswordCheck().hash(PASSWORD)
+            fields = {"username": "mallory", "role": "hq_admin", "site": "branch-a", "password_hash": hashed}
+            await store.write_local([Edit("users", "01JD0QK2M6X3Z1V9A8B7C6D5E4", k, "set", v) for k, v in fields.items()])
+            await store.write_local([Edit("users", deployment.user_ids[token_holder], "disabled", "set", False)])
+        finally:
+            await store.close()
+
+    with deployment.client("branch-a") as client:
+        pair = sign_in(client, "max")
+        asyncio.run(forge("max"))
+        refused(client.post("/auth/sign-in", json={"username": "mallory", "password": PASSWORD}), 401,
+                "sign_in_failed")
+        refused(client.get("/auth/me", headers=bearer(pair["access_token"])), 401, "unauthorized", "user_unknown")
+        refused(client.post("/auth/sign-in", json={"username": "max", "password": PASSWORD}), 401, "sign_in_failed")
+        assert sign_in(client, "ana")["principal"]["username"] == "ana"
