@@ -58,13 +58,14 @@ def test_unknown_user_costs_a_hash_like_a_known_one() -> None:
         stored = await passwords.hash("the real password")
         await passwords.verify(None, "warm-up")  # makes the dummy once
         t0 = time.perf_counter()
-        for _ in range(5):
+        for _ in range(8):
             await passwords.verify(stored, "a wrong password")
         known = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for _ in range(5):
+        for _ in range(8):
             await passwords.verify(None, "a wrong password")
         return known, time.perf_counter() - t0
 
     known, unknown = asyncio.run(timed())
-    assert 0.5 < unknown / known < 2.0, (known, unknown)
+    # without the dummy an unknown name would answer in microseconds, not milliseconds
+    assert 1 / 3 < unknown / known < 3, (known, unknown)
