@@ -156,6 +156,12 @@ def serve(ctx: click.Context, site: str, data_dir: str | None, port: int | None,
         config = msgspec.structs.replace(config, sync=msgspec.structs.replace(config.sync, interval_s=sync_interval))
     if not config.db_path.exists():
         raise ConfigError(config.path, f"no database at {config.db_path}; run `outpost init {site}` first")
+    from server.passwords import COST_ENV, PasswordCostError, password_hasher
+
+    try:
+        password_hasher()
+    except PasswordCostError:
+        raise ConfigError(COST_ENV, "expected TIME,MEMORY_KIB,PARALLELISM (e.g. 3,65536,4)") from None
     passphrase = _passphrase()
     from crypto.keystore import open_keystore
 

@@ -109,7 +109,7 @@ class DeviceController(Controller):
         for tokens of this user at ``/devices/sign-in``."""
         if principal.device_id is not None:
             raise ForbiddenError("A phone's session cannot enrol devices; sign in with a password to enrol one")
-        return await node.auth.enroll_device(principal, None if data.label is None else data.label)
+        return await node.auth.enroll_device(principal, data.label)
 
     @post("/sign-in", operation_id="DeviceSignIn", name="devices:sign-in", status_code=200)
     async def sign_in(self, data: JSONBody[DeviceSignInRequest], node: NodeDep, request: Request) -> TokenPair:  # type: ignore[valid-type,type-arg]
