@@ -117,7 +117,7 @@ def token_key_id(token: str) -> tuple[str, int]:
         raise TokenError("malformed")
     try:
         header = _decode_header(_unb64(token.split(".", 1)[0]))
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise TokenError("malformed") from None
     issuer, _, version = header.kid.rpartition(":")
     if not issuer or not (version.isascii() and version.isdigit()) or len(version) > 9:
@@ -140,7 +140,7 @@ def verify_access_token(token: str, *, public_key: bytes, now_s: int) -> AccessC
         raise TokenError("bad_signature", issuer) from None
     try:
         claims = _decode_claims(_unb64(claims_b64))
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise TokenError("malformed", issuer) from None
     if claims.iss != issuer:
         raise TokenError("malformed", issuer)
