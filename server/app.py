@@ -9,16 +9,19 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from server.auth import admin_token, require_admin
 from server.config import SiteConfig
 from server.deps import DEPENDENCIES
 from server.errors import internal_error, problem_details_plugin
 from server.node import Node
+from server.routes.auth import AuthController, DeviceController
 from server.routes.customers import CustomerController
 from server.routes.health import HealthController
 from server.routes.keys import EnrollController, KeyAdminController, NodeKeysController
 from server.routes.sync import SyncController, SyncNowController
+from server.routes.users import UserAdminController
 
 API_VERSION = "0.1.0"
 
@@ -42,11 +45,13 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
 
     operator = Router(
         path="/",
-        route_handlers=[CustomerController, SyncNowController, EnrollController, KeyAdminController],
+        route_handlers=[CustomerController, SyncNowController, EnrollController, KeyAdminController,
+                        UserAdminController],
         guards=[require_admin],
     )
     return Litestar(
-        route_handlers=[SyncController, HealthController, NodeKeysController, operator],
+        route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
+                        operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],
@@ -57,6 +62,12 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
             description="One Outpost node: sync endpoints for the nodes below it, and the operation's API.",
             path="/docs",
             render_plugins=[SwaggerRenderPlugin()],
+            components=Components(security_schemes={
+                "AccessToken": SecurityScheme(
+                    type="http", scheme="bearer", bearer_format="JWT",
+                    description="An access token from /auth/sign-in (EdDSA-signed by the issuing node)",
+                ),
+            }),
         ),
         state=State({"admin_token": admin_token()}),
         request_max_body_size=config.sync.max_body_bytes,

@@ -1,4 +1,4 @@
-"""The `outpost` command: init, serve, sync, status, demo.
+"""The `outpost` command: init, serve, sync, status, users, demo.
 
 SITE is a site config: a path to a TOML file, or a name in sites/ (``branch-a``).
 Every command exits non-zero with a one-line message (no traceback) when the
@@ -11,6 +11,7 @@ import asyncio
 import functools
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from server.config import ConfigError, SiteConfig, load_site, with_overrides
 from server.logging import setup_logging
 from crypto.errors import KeystoreError
 from sync.errors import SyncError
+from sync.schema import Role
 from sync.store.errors import StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,14 +88,15 @@ def _passphrase(*, confirm: bool = False) -> str:
     return click.prompt("keystore passphrase", hide_input=True, confirmation_prompt=confirm)  # type: ignore[no-any-return]
 
 
-def _call(url: str, path: str, body: object = None, *, token_env: str = "OUTPOST_ADMIN_TOKEN") -> Any:
-    """POST to a node's API with the operator token; a refusal becomes `ApiError`."""
+def _call(url: str, path: str, body: object = None, *, token_env: str = "OUTPOST_ADMIN_TOKEN", method: str = "POST",
+          params: dict[str, str] | None = None) -> Any:
+    """Call a node's API (POST by default) with the operator token; a refusal becomes `ApiError`."""
     import httpx
 
     token = os.environ.get(token_env, "")
     try:
-        response = httpx.post(f"{url.rstrip('/')}{path}", json=body, timeout=600,
-                              headers={"authorization": f"Bearer {token}"})
+        response = httpx.request(method, f"{url.rstrip('/')}{path}", json=body, params=params, timeout=600,
+                                 headers={"authorization": f"Bearer {token}"})
     except httpx.TransportError as exc:
         raise ApiError(f"cannot reach {url}: {type(exc).__name__}") from None
     if response.status_code >= 400:
@@ -158,6 +161,12 @@ def serve(ctx: click.Context, site: str, data_dir: str | None, port: int | None,
         config = msgspec.structs.replace(config, sync=msgspec.structs.replace(config.sync, interval_s=sync_interval))
     if not config.db_path.exists():
         raise ConfigError(config.path, f"no database at {config.db_path}; run `outpost init {site}` first")
+    from server.passwords import COST_ENV, PasswordCostError, password_hasher
+
+    try:
+        password_hasher()
+    except PasswordCostError:
+        raise ConfigError(COST_ENV, "expected TIME,MEMORY_KIB,PARALLELISM (e.g. 3,65536,4)") from None
     passphrase = _passphrase()
     from crypto.keystore import open_keystore
 
@@ -299,6 +308,101 @@ def rotate_keys(site: str, data_dir: str | None, port: int | None, upstream_url:
     else:
         r = _call(url, "/keys/rotate-node")
         click.echo(f"{r['node_id']}: now key version {r['key_version']}")
+
+
+#: where `outpost users add` reads the new user's password when no one types it
+USER_PASSWORD_ENV = "OUTPOST_USER_PASSWORD"
+ROLES: tuple[str, ...] = typing.get_args(Role)
+
+
+@main.group()
+def users() -> None:
+    """Users, defined at HQ (through the running node, with its OUTPOST_ADMIN_TOKEN)."""
+
+
+@users.command("add")
+@_site_options
+@click.option("--username", required=True, help="Sign-in name: lowercase letters, digits, dots, dashes.")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--site", "user_site", required=True, help="The node where the user works (HQ or an enrolled node).")
+@click.option("--team", help="The user's team.")
+@click.option("--display-name", help="The name shown for the user.")
+@_friendly
+def users_add(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, username: str, role: str,
+              user_site: str, team: str | None, display_name: str | None) -> None:
+    """Define a user at HQ; the password is asked for (or OUTPOST_USER_PASSWORD)."""
+    config = _config(site, data_dir, port, upstream_url)
+    password = os.environ.get(USER_PASSWORD_ENV)
+    if not password:
+        if not sys.stdin.isatty():
+            raise ConfigError(USER_PASSWORD_ENV, "no password for the new user: set it in the environment "
+                                                 "or run interactively")
+        password = click.prompt(f"password for {username}", hide_input=True, confirmation_prompt=True)
+    body = {"username": username, "role": role, "site": user_site, "password": password,
+            "team": team, "display_name": display_name}
+    user = _call(_local_url(config), "/users", {k: v for k, v in body.items() if v is not None})
+    click.echo(f"added {user['username']} ({user['role']} at {user['site']}) as {user['row_id']}")
+
+
+def _user_id(url: str, username: str) -> str:
+    found = _call(url, "/users", method="GET", params={"username": username})
+    if not found:
+        raise ApiError(f"no user `{username}` at {url}")
+    return str(found[0]["row_id"])
+
+
+@users.command("disable")
+@_site_options
+@click.argument("username")
+@_friendly
+def users_disable(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, username: str) -> None:
+    """Disable USERNAME at HQ and revoke every token of theirs (their site follows on its next sync)."""
+    url = _local_url(_config(site, data_dir, port, upstream_url))
+    user = _call(url, f"/users/{_user_id(url, username)}/disable")
+    click.echo(f"disabled {user['username']}; tokens issued before {user['tokens_valid_after_ms']} ms are revoked")
+
+
+@users.command("enable")
+@_site_options
+@click.argument("username")
+@_friendly
+def users_enable(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, username: str) -> None:
+    """Let USERNAME sign in again (at HQ)."""
+    url = _local_url(_config(site, data_dir, port, upstream_url))
+    user = _call(url, f"/users/{_user_id(url, username)}/enable")
+    click.echo(f"enabled {user['username']}")
+
+
+@users.command("revoke-tokens")
+@_site_options
+@click.argument("username")
+@_friendly
+def users_revoke_tokens(site: str, data_dir: str | None, port: int | None, upstream_url: str | None,
+                        username: str) -> None:
+    """End every session of USERNAME (at HQ): they sign in again."""
+    url = _local_url(_config(site, data_dir, port, upstream_url))
+    user = _call(url, f"/users/{_user_id(url, username)}/revoke-tokens")
+    click.echo(f"revoked every token of {user['username']}")
+
+
+@users.command("list")
+@_site_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly
+def users_list(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, as_json: bool) -> None:
+    """The users the running node holds (all at HQ, a site's own elsewhere); never a password hash."""
+    rows = _call(_local_url(_config(site, data_dir, port, upstream_url)), "/users", method="GET")
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(rows).decode()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("username", "role", "site", "team", "state", "id")
+    for u in rows:
+        table.add_row(u["username"], u["role"], u["site"], u["team"] or "",
+                      "disabled" if u["disabled"] else "active", u["row_id"])
+    Console().print(table)
 
 
 @main.command()

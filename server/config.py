@@ -53,6 +53,22 @@ class SyncConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backoff_max_s: Annotated[float, Meta(gt=0)] = 60.0
 
 
+class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Sign-in at this node (server/sessions.py).
+
+    ``trusted_issuers``: other nodes whose access tokens this node accepts,
+    verified with their public keys from this node's registry (HQ holds those
+    of the nodes enrolled with it); a node always accepts its own.
+    """
+
+    access_ttl_s: Annotated[int, Meta(ge=60, le=3_600)] = 600
+    refresh_ttl_s: Annotated[int, Meta(ge=600, le=7 * 86_400)] = 12 * 3_600
+    trusted_issuers: list[NodeIdStr] = []
+    max_failures_per_user: Annotated[int, Meta(ge=1, le=1_000)] = 5
+    max_failures_per_address: Annotated[int, Meta(ge=1, le=100_000)] = 20
+    failure_window_s: Annotated[int, Meta(ge=1, le=86_400)] = 900
+
+
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A node enrolled below this one (HQ's registry).
 
@@ -77,6 +93,7 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     upstream: UpstreamConfig | None = None
     sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
     nodes: list[NodeEntry] = []
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     #: where the file was read from (set by `load_site`)
     path: str = ""
 

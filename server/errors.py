@@ -35,6 +35,14 @@ from sync.errors import (
 
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
+from server.sessions import (
+    AccountDisabledError,
+    ForbiddenError,
+    NotAuthenticatedError,
+    SignInFailedError,
+    TooManyAttemptsError,
+)
+from server.users import UnknownSiteError, UserGoneError, UsernameTakenError
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +129,14 @@ STATUS[NotNormalisableError] = 422
 STATUS[NotInRegistryError] = 404
 STATUS[NoSuchScopeKeyError] = 404
 STATUS[CustomerGoneError] = 404
+STATUS[NotAuthenticatedError] = 401
+STATUS[SignInFailedError] = 401
+STATUS[AccountDisabledError] = 403
+STATUS[ForbiddenError] = 403
+STATUS[TooManyAttemptsError] = 429
+STATUS[UsernameTakenError] = 409
+STATUS[UnknownSiteError] = 422
+STATUS[UserGoneError] = 404
 
 
 def status_of(exc: Exception) -> int:
@@ -136,10 +152,11 @@ def to_problem(exc: Exception) -> ProblemDetailsException:
     details: Callable[[], dict[str, object]] | None = getattr(exc, "details", None)
     extra: dict[str, Any] = {"code": code, **(details() if details else {})}
     status = status_of(exc)
-    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    extra_headers: Callable[[], dict[str, str]] | None = getattr(exc, "headers", None)
+    headers = {**({"www-authenticate": "Bearer"} if status == 401 else {}), **(extra_headers() if extra_headers else {})}
     return ProblemDetailsException(
         status_code=status, type_=PROBLEM_BASE + code, title=code.replace("_", " "), detail=message, extra=extra,
-        headers=headers,
+        headers=headers or None,
     )
 
 

@@ -15,6 +15,7 @@ from server.config import SiteConfig
 from server.key_authority import KeyAuthority, scope_for
 from server.key_steward import KeySteward
 from server.keyring import Keyring
+from server.sessions import Authenticator
 from server.transport import HttpTransport
 from sync.hlc import Clock
 from sync.replicator import Replicator, SyncReport
@@ -66,6 +67,8 @@ class Node:
         #: HQ only: makes, hands out and rotates scope keys; erases customers
         self.authority = KeyAuthority(self.keyring, config) if config.role == "hq" else None
         self.steward = KeySteward(self.keyring, is_hq=config.role == "hq", hq=self.hq)
+        #: sign-in, sessions and token checks for the users this node holds
+        self.auth = Authenticator(store, keystore, config)
         self.responder = Responder(
             store,
             Limits(

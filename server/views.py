@@ -130,4 +130,5 @@ _SEALED = frozenset(f.name for c in COLLECTIONS.values() for f in c.pii_fields)
 
 CustomerView = view_struct("customers")
 CustomerWrite = write_struct("customers")
-
+#: a user as the operator API shows it: never its password hash (a secret field)
+UserView = view_struct("users")

@@ -68,6 +68,10 @@ SealedBytes = Annotated[bytes, Meta(max_length=16_384)]
 #: keyed blind index of a phone or ID number (truncated HMAC; see crypto.blind_index)
 BlindIndex = Annotated[int, Meta(ge=0, lt=1 << 32)]
 KeyVersion = Annotated[int, Meta(ge=1, lt=1 << 32)]
+#: a sign-in name: unique per deployment, lowercase (sign-in lowercases what is typed)
+Username = Annotated[str, Meta(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+#: an Argon2 hash in its PHC string form (``$argon2id$v=19$m=...,t=...,p=...$salt$hash``)
+PasswordHash = Annotated[str, Meta(max_length=512, pattern=r"^\$argon2(id|i|d)\$")]
 #: a scope group: a site's node id, or ``*`` for keys every node may hold
 Group = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^(\*|[a-z0-9][a-z0-9.-]{0,62})$")]
 
@@ -217,14 +221,20 @@ class Campaign(msgspec.Struct, kw_only=True):
 
 
 class User(msgspec.Struct, kw_only=True):
-    """A user, defined at HQ and replicated so sites can sign in while HQ is away."""
+    """A user, defined at HQ and replicated to the nodes of its site (``site``), so
+    staff sign in there while HQ is away (see server/sessions.py)."""
 
-    username: Annotated[Text64 | None, _m("lww")] = None
+    username: Annotated[Username | None, _m("lww", index=True)] = None
     display_name: Annotated[Text256 | None, _m("lww")] = None
     role: Annotated[Role | None, _m("lww")] = None
     site: Annotated[NodeIdStr | None, _m("lww")] = None
     team: Annotated[Text64 | None, _m("lww")] = None
     disabled: Annotated[bool, _m("lww")] = False
+    #: Argon2id; secret, so a tombstone shreds it and no API view shows it
+    password_hash: Annotated[PasswordHash | None, _m("lww", secret=True)] = None
+    #: revocation stamp (ms, set at HQ; only grows): sessions and tokens issued
+    #: before the user's last revocation are refused wherever the row has arrived
+    tokens_valid_after_ms: Annotated[TimeMs, _m("lww")] = 0
     deleted: Deleted = False
 
 

@@ -3,8 +3,9 @@
 The upstream computes scope (DESIGN.md, Sync): a node receives only what its
 scope admits. `PeerScope` covers key distribution: a scope key travels only to
 the node it is wrapped for, a customer's data keys and the scope-key epochs only
-to the nodes of their scope group that are granted their field class. The access
-work extends it to customers, tasks and results.
+to the nodes of their scope group that are granted their field class. A user row
+travels only to the node of its site. The access work extends it to customers,
+tasks and results.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from sync.schema import KeyRef
 #: canonical msgpack value) -> whether the peer may receive the row
 RowFilter = Callable[[str, Mapping[str, Sequence[Any]]], bool]
 
+_decode = msgspec.msgpack.decode
 _decode_ref = msgspec.msgpack.Decoder(KeyRef).decode
+
+
+def _value(doc: Mapping[str, Sequence[Any]], name: str) -> Any:
+    entry = doc.get(name)
+    return None if entry is None else _decode(entry[0])
 
 
 class PeerScope(msgspec.Struct, frozen=True):
@@ -35,6 +42,8 @@ class PeerScope(msgspec.Struct, frozen=True):
     classes: frozenset[str]
 
     def admits(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
+        if collection == "users":  # a user signs in at the nodes of its site
+            return self.groups is None or _value(doc, "site") == self.node
         if collection != "keys":
             return True
         entry = doc.get("ref")

@@ -30,6 +30,7 @@ from hypothesis import Phase, settings
 from server.link_proxy import LinkProxy
 from server.node import KDF_COST_ENV, PASSPHRASE_ENV
 from server.node_process import NodeProcess
+from server.passwords import COST_ENV as ARGON2_COST_ENV
 
 T = TypeVar("T")
 
@@ -42,6 +43,9 @@ settings.register_profile(
 # keystores made by tests use a cheap scrypt cost (the format records it, so
 # opening them stays cheap too); the demo and real nodes use the default
 os.environ.setdefault(KDF_COST_ENV, str(2**10))
+# password hashes made by tests use a cheap Argon2id cost (each hash records its
+# own, so verifying stays cheap too); real nodes use argon2-cffi's default
+os.environ.setdefault(ARGON2_COST_ENV, "1,8,1")
 # the CLI reads the keystore passphrase from the environment when no one types it
 os.environ.setdefault(PASSPHRASE_ENV, "correct horse battery staple")
 

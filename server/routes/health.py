@@ -17,6 +17,10 @@ from sync.schema import COLLECTIONS
 from server.status import NodeStatus, node_status
 
 
+#: collections each node holds its own part of (digested apart from the work data)
+SCOPED = ("keys", "users")
+
+
 class Health(msgspec.Struct):
     status: str
     node_id: str
@@ -24,11 +28,13 @@ class Health(msgspec.Struct):
 
 class Digest(msgspec.Struct):
     node_id: str
-    #: the work data (every collection but keys): equal on converged nodes
+    #: the work data (every collection but keys and users): equal on converged nodes
     digest: str
     #: the key records: this node's, or at HQ with ``peer``, those that peer's scope admits
     keys_digest: str
     rows: dict[str, int]
+    #: the users: this node's, or at HQ with ``peer``, those of that peer's site
+    users_digest: str = ""
 
 
 class HealthController(Controller):
@@ -50,9 +56,10 @@ class HealthController(Controller):
             pattern=NODE_ID_PATTERN, description="at HQ: digest the key records as this peer should hold them")] = None,
     ) -> Digest:
         """Hashes of every replicated field state: equal on converged nodes. Key
-        records are scoped (each node holds its own), so they have their own digest."""
+        records and users are scoped (each node holds its own), so each has its
+        own digest."""
         store = node.store
-        work = [c for c in COLLECTIONS if c != "keys"]
+        work = [c for c in COLLECTIONS if c not in SCOPED]
         scope = None if peer is None else scope_for(node.config, peer)
         if peer is not None and scope is None:
             raise NotFoundError("nodes", peer)
@@ -61,4 +68,5 @@ class HealthController(Controller):
             digest=await store.digest(work),
             keys_digest=await store.digest(["keys"], admit=None if scope is None else scope.admits),
             rows=await store.counts(),
+            users_digest=await store.digest(["users"], admit=None if scope is None else scope.admits),
         )

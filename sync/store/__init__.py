@@ -7,7 +7,7 @@ store for HQ can implement the same protocol.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -77,6 +77,63 @@ class NodeRecord(msgspec.Struct, frozen=True):
     kem_pub: bytes | None = None
 
 
+class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One sign-in at this node (or one device's exchange of its credential): a
+    family of refresh tokens. Local to the node, never replicated.
+
+    ``rev``: the user's ``tokens_valid_after_ms`` when the session began; a
+    later revocation of the user ends it.
+    """
+
+    session_id: str
+    user_id: str
+    device_id: str | None = None
+    rev: int
+    created_ms: int
+    expires_ms: int
+    revoked_ms: int | None = None
+    revoked_why: str | None = None
+
+
+class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A phone enrolled by a signed-in user; ``secret_hash`` is SHA-256 of its credential."""
+
+    device_id: str
+    user_id: str
+    secret_hash: bytes
+    label: str | None = None
+    rev: int
+    enrolled_ms: int
+    revoked_ms: int | None = None
+
+    def __repr__(self) -> str:
+        return f"DeviceRecord(device_id={self.device_id!r}, user_id={self.user_id!r}, revoked_ms={self.revoked_ms})"
+
+
+#: what presenting a refresh token did: rotated (a new one is stored), or why not
+RefreshUse = Literal["rotated", "unknown", "reused", "revoked", "expired"]
+
+
+class SessionStore(Protocol):
+    """The node-local sign-in state (server/sessions.py)."""
+
+    async def create_session(self, session: SessionRecord, token_hash: bytes) -> None: ...
+
+    async def session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def use_refresh_token(
+        self, token_hash: bytes, new_hash: bytes, *, now_ms: int
+    ) -> tuple[RefreshUse, SessionRecord | None]: ...
+
+    async def revoke_session(self, session_id: str, *, now_ms: int, why: str) -> bool: ...
+
+    async def add_device(self, device: DeviceRecord) -> None: ...
+
+    async def device(self, device_id: str) -> DeviceRecord | None: ...
+
+    async def purge_sessions(self, *, before_ms: int) -> int: ...
+
+
 class ReplicaStore(Protocol):
     node_id: str
     store_id: str
@@ -134,6 +191,8 @@ class ReplicaStore(Protocol):
     async def enroll(self, node_id: str, *, parent: str | None, role: str) -> None: ...
 
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None: ...
+
+    async def field_origins(self, collection: str, row_id: str) -> dict[str, str]: ...
 
     async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]: ...
 

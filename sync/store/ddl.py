@@ -59,6 +59,46 @@ CREATE TABLE nodes (
 """
 
 
+#: Sign-in state local to one node, never replicated (see server/sessions.py).
+#: Secrets are stored only as SHA-256 hashes: they are 32 random bytes, so a fast
+#: hash is enough, and a copy of the database holds nothing that signs anyone in.
+#: A session is one sign-in (or device exchange): a family of refresh tokens, each
+#: used once; ``rev`` is the user's ``tokens_valid_after_ms`` when it began.
+AUTH_TABLES = """
+CREATE TABLE auth_sessions (
+    session_id   TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    device_id    TEXT,
+    rev          INTEGER NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    expires_ms   INTEGER NOT NULL,
+    revoked_ms   INTEGER,
+    revoked_why  TEXT
+) WITHOUT ROWID, STRICT;
+
+CREATE INDEX auth_sessions_user ON auth_sessions (user_id);
+
+CREATE TABLE auth_refresh_tokens (
+    token_hash   BLOB PRIMARY KEY,
+    session_id   TEXT NOT NULL,
+    issued_ms    INTEGER NOT NULL,
+    used_ms      INTEGER
+) WITHOUT ROWID, STRICT;
+
+CREATE INDEX auth_refresh_tokens_session ON auth_refresh_tokens (session_id);
+
+CREATE TABLE auth_devices (
+    device_id    TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    secret_hash  BLOB NOT NULL,
+    label        TEXT,
+    rev          INTEGER NOT NULL,
+    enrolled_ms  INTEGER NOT NULL,
+    revoked_ms   INTEGER
+) WITHOUT ROWID, STRICT;
+"""
+
+
 def _sql_literal(column: Column) -> str:
     if column.member is not None:
         return "NULL"

@@ -14,7 +14,7 @@ import aiosqlite
 import msgspec
 
 from sync.schema import COLLECTIONS, KeyRef, KeyWrap
-from sync.store.ddl import _sql_literal, collection_table, column_index, schema_ddl
+from sync.store.ddl import AUTH_TABLES, _sql_literal, collection_table, column_index, schema_ddl
 
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[tuple[int, str, Step]] = []
@@ -74,6 +74,15 @@ async def _compact_key_records(conn: aiosqlite.Connection) -> None:
             out[field] = [encode(value), newest[1], newest[2], max(e[3] for e in entries.values()), newest[4]]
         updates.append((encode(out), row_id))
     await conn.executemany("UPDATE keys SET _state = ? WHERE row_id = ?", updates)
+
+
+@migration(4, "local sign-in state: sessions, refresh tokens, devices")
+async def _auth_tables(conn: aiosqlite.Connection) -> None:
+    # the users columns added with it (password_hash, tokens_valid_after_ms) and
+    # the username index come from `add_missing_columns`, like any new field
+    for statement in AUTH_TABLES.split(";"):
+        if statement.strip():
+            await conn.execute(statement)
 
 
 LAYOUT_VERSION = len(MIGRATIONS)

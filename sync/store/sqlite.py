@@ -47,7 +47,7 @@ from sync.merge import Applied, FieldState, Refused, materialize, merge_for
 from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, SCHEMA_VERSION, Column, FieldSpec
 from sync.scope import RowFilter
-from sync.store import ApplyReport, LinkState, NodeRecord, Page
+from sync.store import ApplyReport, DeviceRecord, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
 from sync.store.ddl import column_value, member_columns
 from sync.store.errors import (
     StoreBusyError,
@@ -60,6 +60,8 @@ from sync.store.migrations import LAYOUT_VERSION, add_missing_columns, migrate
 
 _LINK_COLUMNS = tuple(LinkState.__struct_fields__)
 _NODE_COLUMNS = ", ".join(NodeRecord.__struct_fields__)
+_SESSION_COLUMNS = SessionRecord.__struct_fields__
+_DEVICE_COLUMNS = DeviceRecord.__struct_fields__
 
 #: one field's stored state: (canonical value, hlc, origin, local seq, source peer)
 Entry = tuple[bytes, int, str, int, str]
@@ -693,6 +695,14 @@ class SqliteStore:
         return None if row is None else _materialize(spec.columns.values(), names, row)
 
     @_reads
+    async def field_origins(self, collection: str, row_id: str) -> dict[str, str]:
+        """The node that wrote each stored field state of a row (empty if none is stored)."""
+        spec = COLLECTIONS[collection]
+        async with self._r.execute(f"SELECT _state FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
+            row = await cur.fetchone()
+        return {} if row is None else {name: entry[2] for name, entry in _decode_doc(row[0]).items()}
+
+    @_reads
     async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]:
         """Materialized rows whose columns equal ``equals`` (field names of the schema;
         a list, tuple or set value matches any of its members)."""
@@ -772,6 +782,124 @@ class SqliteStore:
             async with self._r.execute(f"SELECT count(*) FROM {name}") as cur:
                 (out[name],) = await cur.fetchone()  # type: ignore[misc]
         return out
+
+    # ------------------------------------------------------------ sign-in state (local, not replicated)
+
+    @_writes
+    async def create_session(self, session: SessionRecord, token_hash: bytes) -> None:
+        """Store a new session and its first refresh token (by hash), in one transaction."""
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            await self._w.execute(
+                f"INSERT INTO auth_sessions ({', '.join(_SESSION_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_SESSION_COLUMNS))})",
+                tuple(getattr(session, c) for c in _SESSION_COLUMNS),
+            )
+            await self._w.execute(
+                "INSERT INTO auth_refresh_tokens (token_hash, session_id, issued_ms) VALUES (?, ?, ?)",
+                (token_hash, session.session_id, session.created_ms),
+            )
+            await self._w.execute("COMMIT")
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+
+    @_reads
+    async def session(self, session_id: str) -> SessionRecord | None:
+        async with self._r.execute(
+            f"SELECT {', '.join(_SESSION_COLUMNS)} FROM auth_sessions WHERE session_id = ?", (session_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else SessionRecord(**dict(zip(_SESSION_COLUMNS, row)))
+
+    @_writes
+    async def use_refresh_token(
+        self, token_hash: bytes, new_hash: bytes, *, now_ms: int
+    ) -> tuple[RefreshUse, SessionRecord | None]:
+        """Spend a refresh token and store its successor ``new_hash``, in one transaction.
+
+        A token is spent once: presenting a spent one again (``reused``) revokes
+        its whole session, since either its holder or a thief has the newer one.
+        ``unknown``, ``revoked`` and ``expired`` store nothing.
+        """
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._w.execute(
+                f"SELECT t.used_ms, {', '.join('s.' + c for c in _SESSION_COLUMNS)} FROM auth_refresh_tokens t "
+                "JOIN auth_sessions s ON s.session_id = t.session_id WHERE t.token_hash = ?",
+                (token_hash,),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                outcome: tuple[RefreshUse, SessionRecord | None] = ("unknown", None)
+            else:
+                session = SessionRecord(**dict(zip(_SESSION_COLUMNS, row[1:])))
+                if row[0] is not None:
+                    if session.revoked_ms is None:
+                        await self._w.execute(
+                            "UPDATE auth_sessions SET revoked_ms = ?, revoked_why = 'refresh_reused' "
+                            "WHERE session_id = ?",
+                            (now_ms, session.session_id),
+                        )
+                        session = msgspec.structs.replace(session, revoked_ms=now_ms, revoked_why="refresh_reused")
+                    outcome = ("reused", session)
+                elif session.revoked_ms is not None:
+                    outcome = ("revoked", session)
+                elif session.expires_ms <= now_ms:
+                    outcome = ("expired", session)
+                else:
+                    await self._w.execute(
+                        "UPDATE auth_refresh_tokens SET used_ms = ? WHERE token_hash = ?", (now_ms, token_hash)
+                    )
+                    await self._w.execute(
+                        "INSERT INTO auth_refresh_tokens (token_hash, session_id, issued_ms) VALUES (?, ?, ?)",
+                        (new_hash, session.session_id, now_ms),
+                    )
+                    outcome = ("rotated", session)
+            await self._w.execute("COMMIT")
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+        return outcome
+
+    @_writes
+    async def revoke_session(self, session_id: str, *, now_ms: int, why: str) -> bool:
+        """End a session (its refresh tokens and its access tokens here); False if
+        there is no such live session."""
+        cur = await self._w.execute(
+            "UPDATE auth_sessions SET revoked_ms = ?, revoked_why = ? WHERE session_id = ? AND revoked_ms IS NULL",
+            (now_ms, why, session_id),
+        )
+        return bool(cur.rowcount)
+
+    @_writes
+    async def add_device(self, device: DeviceRecord) -> None:
+        await self._w.execute(
+            f"INSERT INTO auth_devices ({', '.join(_DEVICE_COLUMNS)}) VALUES ({', '.join('?' * len(_DEVICE_COLUMNS))})",
+            tuple(getattr(device, c) for c in _DEVICE_COLUMNS),
+        )
+
+    @_reads
+    async def device(self, device_id: str) -> DeviceRecord | None:
+        async with self._r.execute(
+            f"SELECT {', '.join(_DEVICE_COLUMNS)} FROM auth_devices WHERE device_id = ?", (device_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else DeviceRecord(**dict(zip(_DEVICE_COLUMNS, row)))
+
+    @_writes
+    async def purge_sessions(self, *, before_ms: int) -> int:
+        """Delete sessions (and their refresh tokens) that ended before ``before_ms``."""
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            ended = "SELECT session_id FROM auth_sessions WHERE expires_ms < ?"
+            await self._w.execute(f"DELETE FROM auth_refresh_tokens WHERE session_id IN ({ended})", (before_ms,))
+            cur = await self._w.execute("DELETE FROM auth_sessions WHERE expires_ms < ?", (before_ms,))
+            await self._w.execute("COMMIT")
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+        return int(cur.rowcount)
 
 
 #: marks a state whose plain value must be decoded from its bytes

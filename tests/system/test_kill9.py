@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from server.routes.health import SCOPED
 from server.transport import HttpTransport
 from sync.edits import Edit
 from sync.errors import LinkDownError
@@ -39,8 +40,8 @@ from sync.replicator import Replicator, SyncReport
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 from tests.conftest import Cluster, ClusterFactory, LoopThread
 
-#: the collections of the work data; key records are scoped, so HQ digests them per peer
-WORK = [c for c in COLLECTIONS if c != "keys"]
+#: the collections of the work data; key records and users are scoped, so HQ digests them per peer
+WORK = [c for c in COLLECTIONS if c not in SCOPED]
 
 pytestmark = pytest.mark.system
 
