@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from sync.ids import NodeIdStr
+from sync.ids import NodeIdStr, RowId
 from sync.schema import FieldClass
 
 Role = Literal["hq", "branch", "partner", "mobile"]
@@ -74,7 +74,9 @@ class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     ``classes``: the PII field classes whose keys it receives (a partner without
     ``identity`` can never open an ID number, even from a copy of its own files);
-    ``lookups``: whether it receives the blind-index key (screen pop, duplicates).
+    ``lookups``: whether it receives the blind-index key (screen pop, duplicates);
+    ``campaigns``: a partner's contracted campaign ids (its tasks; see
+    sites/policy.toml); ``user``: the user a mobile device belongs to (its rows).
     """
 
     node_id: NodeIdStr
@@ -82,6 +84,8 @@ class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     parent: NodeIdStr | None = None
     classes: list[FieldClass] = msgspec.field(default_factory=lambda: ["contact", "identity", "address", "profile"])
     lookups: bool = True
+    campaigns: list[RowId] = []
+    user: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
 
 
 class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +98,8 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
     nodes: list[NodeEntry] = []
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    #: a partner's contracted campaign ids (its own copy of its registry entry's)
+    campaigns: list[RowId] = []
     #: where the file was read from (set by `load_site`)
     path: str = ""
 
