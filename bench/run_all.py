@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_merge.py", "bench_initial_sync.py", "bench_resync.py", "bench_seal.py")
+BENCHMARKS = (
+    "bench_merge.py", "bench_initial_sync.py", "bench_resync.py", "bench_seal.py", "bench_sealed_sync.py",
+)
 
 
 def main() -> int:
