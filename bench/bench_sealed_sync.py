@@ -29,8 +29,8 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,10 +52,12 @@ from sync.hlc import Clock  # noqa: E402
 from sync.store.sqlite import SqliteStore, wall_clock_ms  # noqa: E402
 
 TARGET_RATIO = 1.3
+#: the edits that store customer ``i``'s PII: (keyring, i, row id) -> edits
+PiiEdits = Callable[[Keyring, int, str], Awaitable[list[Edit]]]
 SAMPLE = 200
 
 
-async def _write_customers(pair: Pair, keyring_edits: Any) -> None:
+async def _write_customers(pair: Pair, keyring_edits: PiiEdits) -> None:
     """Every customer's plain fields plus what ``keyring_edits(keyring, i, row_id)``
     gives for its PII, SEED_CHUNK customers to a transaction, into HQ's file."""
     keystore = open_keystore(pair.hq.data_dir / "hq.keystore", pair.passphrase)
@@ -108,7 +110,7 @@ async def check_opens(pair: Pair) -> list[str]:
     return problems
 
 
-async def measure(customers: int, seed: Any) -> tuple[float, dict[str, int], int, list[str]]:
+async def measure(customers: int, seed: Callable[[Pair], Awaitable[None]]) -> tuple[float, dict[str, int], int, list[str]]:
     async with seeded_pair(customers, seed, enroll=True) as pair:
         took_s, report = await timed_sync(pair.branch)
         await pair.branch.sync_now()  # not timed: hands HQ the key records the branch's key pass shredded

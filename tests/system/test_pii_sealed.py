@@ -6,7 +6,6 @@ files' bytes (and the keystore with its passphrase), not the code's intentions.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,31 +24,15 @@ from crypto.seal import FieldContext, open_field, sealed_key_version
 from crypto.wrap import DataKeyWrapContext, unwrap_data_key
 from server.demo import demo_person
 from server.node_process import NodeProcess
+from server.pii_scan import inflated, needle_forms
 
 pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _needles(values: list[str]) -> set[bytes]:
-    out = set()
-    for v in values:
-        out.add(v.encode())
-        digits = re.sub(r"\D", "", v)
-        if len(digits) >= 6:
-            out.add(digits.encode())
-    return out
-
-
 def _blobs(data: bytes) -> list[bytes]:
     """The bytes, and whatever any zlib stream inside them inflates to."""
-    out = [data]
-    for i in range(len(data) - 1):
-        if data[i] == 0x78 and data[i + 1] in (0x01, 0x5E, 0x9C, 0xDA):
-            try:
-                out.append(zlib.decompressobj().decompress(data[i:]))
-            except zlib.error:
-                pass
-    return out
+    return [data, *inflated(data)]
 
 
 def test_demo_leaves_no_plaintext_pii_anywhere(tmp_path: Path) -> None:
@@ -62,7 +45,7 @@ def test_demo_leaves_no_plaintext_pii_anywhere(tmp_path: Path) -> None:
     assert {"hq.db", "branch-a.db", "partner-x.db", "hq.log", "link-branch-b.traffic"} <= names
     traffic = (workdir / "link-branch-b.traffic").read_bytes()
     assert len(traffic) > 10_000, "the captured traffic holds the sync of the demo"
-    needles = _needles([v for i in range(12) for v in demo_person(i).values()])
+    needles = needle_forms([v for i in range(12) for v in demo_person(i).values()])
     # the search itself finds a value where there is one
     assert any(n in b for b in _blobs(zlib.compress(b"x" + demo_person(3)["name"].encode())) for n in needles)
     for path in files:
