@@ -8,6 +8,11 @@ mode, single shot, suite DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM
 A wrapped data key is ``0x01 | nonce (12) | ciphertext + tag (48)``: AES-256-GCM
 under the scope key, with the `DataKeyWrapContext` as associated data.
 
+A data key carried in its customer's row (`pack_row_key`) is the wrapped data
+key behind a label saying what opens it: ``0x01 | key version (u32) | scope
+version (u32) | group length (u8) | group | wrapped data key``. The label is
+bound again by the wrap's associated data, so an altered label fails with ``tag``.
+
 Both contexts are encoded as a MessagePack array behind a domain label and the
 format byte (`scope_wrap_info`, `data_key_aad`). A key unwraps only with exactly the
 context it was wrapped with: another recipient, customer, class, group or
@@ -19,6 +24,8 @@ record addressed to another node before trying.
 from __future__ import annotations
 
 import os
+import struct
+from typing import NamedTuple
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -147,3 +154,38 @@ def unwrap_data_key(scope_key: ScopeKey, sealed: bytes, ctx: DataKeyWrapContext)
         return scope_key.cipher.decrypt(sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :], data_key_aad(ctx))
     except InvalidTag:
         raise UnwrapError(_data_key_what(ctx), "tag") from None
+
+
+ROW_KEY_FORMAT = 1
+_ROW_KEY_HEAD = struct.Struct(">BIIB")
+
+
+class RowKey(NamedTuple):
+    """A data key carried in its customer's row: which scope key wraps it, and the wrap."""
+
+    group: str
+    scope_version: int
+    key_version: int
+    wrapped: bytes
+
+
+def pack_row_key(key: RowKey) -> bytes:
+    """The labelled form of a wrapped data key stored in a customer row."""
+    group = key.group.encode()
+    return _ROW_KEY_HEAD.pack(ROW_KEY_FORMAT, key.key_version, key.scope_version, len(group)) + group + key.wrapped
+
+
+def unpack_row_key(blob: bytes, what: str) -> RowKey:
+    """Read a `pack_row_key` blob; raises `UnwrapError` (``format``) naming ``what``."""
+    head = _ROW_KEY_HEAD.size
+    if len(blob) < head or blob[0] != ROW_KEY_FORMAT:
+        raise UnwrapError(what, "format")
+    _, key_version, scope_version, glen = _ROW_KEY_HEAD.unpack_from(blob)
+    wrapped = blob[head + glen :]
+    if len(wrapped) != WRAPPED_DATA_KEY_BYTES or key_version < 1 or scope_version < 1:
+        raise UnwrapError(what, "format")
+    try:
+        group = blob[head : head + glen].decode()
+    except UnicodeDecodeError:
+        raise UnwrapError(what, "format") from None
+    return RowKey(group, scope_version, key_version, wrapped)

@@ -26,10 +26,12 @@ from server.keyring import (
     INDEX_CLASS,
     INDEX_GROUP,
     Keyring,
-    customer_groups,
+    NoScopeKeyError,
     epoch_row_id,
     flush_wal,
     record_edits,
+    row_key_field,
+    row_key_wraps,
 )
 from sync.edits import Edit
 from sync.schema import FIELD_CLASSES, KeyRef, KeyWrap
@@ -229,21 +231,17 @@ class KeyAuthority:
     async def _rewrap(self, group: str, field_class: str, version: int, new: ScopeKey) -> int:
         """Re-wrap the data keys wrapped under ``version`` of a scope key under ``new``."""
         done = 0
-        while True:
-            records = await self.store.find_rows(
-                "keys", kind="data_key", scope_group=group, field_class=field_class,
-                scope_version=version, deleted=False, limit=REWRAP_BATCH,
-            )
+        async for wraps in self.keyring.wraps_under(group, field_class, version, batch=REWRAP_BATCH):
             edits: list[Edit] = []
-            for record in records:
+            for wrap in wraps:
                 try:
-                    edits += self.keyring.rewrap_edits(record, new)
+                    edits += self.keyring.rewrap_edits(wrap, new)
                     done += 1
-                except UnwrapError as exc:  # damaged: it stays unreadable, and is not retried in this loop
-                    log.warning("keys.rewrap failed", extra={"row_id": record["row_id"], "reason": exc.reason})
-            if not edits:
-                return done
-            await self.store.write_local(edits)
+                except UnwrapError as exc:  # damaged: it stays unreadable
+                    log.warning("keys.rewrap failed", extra={"row_id": wrap.customer_id, "reason": exc.reason})
+            if edits:
+                await self.store.write_local(edits)
+        return done
 
     async def erase_customer(self, customer_id: str) -> ErasureReport:
         """PIPL Art. 47: tombstone the customer (shredding its sealed fields), shred its
@@ -253,12 +251,13 @@ class KeyAuthority:
         if row is None or row["deleted"]:
             raise CustomerGoneError(customer_id)
         keys = await self.store.find_rows("keys", customer_id=customer_id, kind="data_key")
+        in_row = row_key_wraps(customer_id, row)  # the tombstone shreds these with the sealed fields
         results = await self.store.find_rows("results", customer_id=customer_id, deleted=False)
         edits = [Edit("customers", customer_id, "deleted", "set", True)]
         edits += [Edit("keys", k["row_id"], "deleted", "set", True) for k in keys if not k["deleted"]]
         edits += [Edit("results", r["row_id"], "deleted", "set", True) for r in results]
         await self.store.write_local(edits)
-        pairs = sorted({(k["scope_group"], k["field_class"]) for k in keys})
+        pairs = sorted({(k["scope_group"], k["field_class"]) for k in keys} | {(w.group, w.field_class) for w in in_row})
         rotations = [await self.rotate_scope_key(g, c) for g, c in pairs]
         await flush_wal(self.store)
         log.info(
@@ -267,7 +266,7 @@ class KeyAuthority:
         )
         return ErasureReport(
             customer_id=customer_id,
-            data_keys_shredded=sum(1 for k in keys if not k["deleted"]),
+            data_keys_shredded=sum(1 for k in keys if not k["deleted"]) + len(in_row),
             results_shredded=len(results),
             rotations=rotations,
         )
@@ -277,14 +276,14 @@ class KeyAuthority:
         transaction per customer; the old keys are shredded. Returns how many."""
         done = 0
         for customer_id in customer_ids:
-            if await rotate_customer_keys(self.keyring, customer_id, hq=self.config.node_id, flush=False):
+            if await rotate_customer_keys(self.keyring, customer_id, flush=False):
                 done += 1
         if done:
             await flush_wal(self.store)
         return done
 
 
-async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str, flush: bool = True) -> bool:
+async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, flush: bool = True) -> bool:
     """New data keys for one customer, its fields re-sealed, its old keys shredded,
     in one transaction (any node holding its keys may do it), then (``flush``) the
     WAL checkpointed so neither the old ciphertext nor the old keys stay there. A
@@ -293,8 +292,7 @@ async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str, f
     row = await keyring.store.read_row("customers", customer_id)
     if row is None or row["deleted"]:
         return False
-    keys, newest = await keyring.data_keys(customer_id)
-    groups = sorted(customer_groups(row, hq))
+    keys, newest = await keyring.data_keys(customer_id, row)
     edits: list[Edit] = []
     rotated: set[str] = set()
     for cls, version in sorted(newest.items()):
@@ -312,15 +310,15 @@ async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, hq: str, f
             ctx = FieldContext("customers", customer_id, field, fresh.version)
             reseal.append(Edit("customers", customer_id, field, "set", seal_field(fresh, ctx, plain)))
         else:
-            wraps = [
-                e
-                for group in groups
-                if (scope_key := keyring.latest_scope_key(group, cls)) is not None
-                for e in keyring.wrap_data_key_edits(customer_id, cls, fresh, scope_key)
-            ]
-            if wraps:
-                edits += wraps + reseal
-                rotated.add(cls)
+            try:
+                wraps = keyring.wrap_everywhere(customer_id, row, cls, fresh)
+            except NoScopeKeyError:
+                continue
+            if not any(e.collection == "customers" for e in wraps):
+                # no home-group key here: the old wrap in the row goes; HQ wraps the new key there
+                wraps.append(Edit("customers", customer_id, row_key_field(cls), "set", None))
+            edits += wraps + reseal
+            rotated.add(cls)
     if not rotated:
         return False
     records = await keyring.data_key_records(customer_id)

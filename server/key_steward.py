@@ -6,7 +6,8 @@
   still under an older version, then destroy the older versions.
 - Shred the data keys of deleted (erased) customers, including keys that arrive
   after the deletion.
-- At HQ: wrap each customer's data keys for every scope group it belongs to, and
+- At HQ: wrap each customer's data keys for every scope group it belongs to (in
+  the row for its home group, which changes when the customer moves), and
   fill in blind indexes a node without the index key could not compute.
 
 After shredding anything it truncates the WAL (`SqliteStore.checkpoint`), so the
@@ -24,7 +25,17 @@ import msgspec
 
 from crypto.errors import UnwrapError
 from crypto.seal import FieldContext, open_field, sealed_key_version
-from server.keyring import CUSTOMER_PII, INDEXED, Keyring, customer_groups, flush_wal
+from server.keyring import (
+    CUSTOMER_PII,
+    INDEXED,
+    Keyring,
+    WrappedDataKey,
+    customer_groups,
+    flush_wal,
+    home_group,
+    record_wrap,
+    row_key_wraps,
+)
 from sync.edits import Edit
 
 log = logging.getLogger(__name__)
@@ -54,7 +65,7 @@ class KeySteward:
         self._customers_seq = 0
         self._keys_seq = 0
         self._hq_seq = 0
-        self._retired_seq = 0
+        self._retired_seen = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -82,10 +93,10 @@ class KeySteward:
             await self._shred_deleted(report)
             if self.is_hq:
                 await self._complete_customers(report)
-            retired = await self._retired_since_last_pass()
+            retired = self._retired_since_last_pass()
             if retired or report.keys_shredded or report.scope_keys_received or report.scope_keys_destroyed:
                 if not await flush_wal(self.store):
-                    self._retired_seq = 0  # look again next pass
+                    self._retired_seen = -1  # look again next pass
             if any(msgspec.structs.astuple(report)):
                 log.info("keys.steward", extra=msgspec.structs.asdict(report))
             return report
@@ -112,14 +123,12 @@ class KeySteward:
             report.scope_keys_received += len(taken)
             report.keys_shredded += len(taken)
 
-    async def _retired_since_last_pass(self) -> bool:
-        """Whether key records were shredded since the last pass, here or by sync
-        (an erasure or a key rotation elsewhere): old keys, and the ciphertext
-        they opened, may sit in the WAL until it is checkpointed."""
-        high = await self.store.high_seq()
-        found = await self.store.rows_after("keys", self._retired_seq, limit=1, deleted=True)
-        self._retired_seq = high
-        return bool(found)
+    def _retired_since_last_pass(self) -> bool:
+        """Whether secret values were replaced or shredded since the last pass, here
+        or by sync (a key rotation or an erasure elsewhere, an edited phone): the
+        old keys or ciphertext may sit in the WAL until it is checkpointed."""
+        seen, self._retired_seen = self._retired_seen, self.store.retired_secrets
+        return seen != self._retired_seen
 
     async def _epoch(self, group: str, field_class: str) -> int:
         rows = await self.store.find_rows("keys", kind="epoch", scope_group=group, field_class=field_class)
@@ -135,18 +144,16 @@ class KeySteward:
             if new is None:
                 continue  # the live key has not reached this node yet: keep the old one until it has
             for key in old:
-                records = await self.store.find_rows(
-                    "keys", kind="data_key", scope_group=group, field_class=cls, scope_version=key.version, deleted=False
-                )
-                edits: list[Edit] = []
-                for record in records:
-                    try:
-                        edits += self.keyring.rewrap_edits(record, new)
-                        report.rewrapped += 1
-                    except UnwrapError:
-                        continue
-                if edits:
-                    await self.store.write_local(edits)
+                async for wraps in self.keyring.wraps_under(group, cls, key.version):
+                    edits: list[Edit] = []
+                    for wrap in wraps:
+                        try:
+                            edits += self.keyring.rewrap_edits(wrap, new)
+                            report.rewrapped += 1
+                        except UnwrapError:
+                            continue
+                    if edits:
+                        await self.store.write_local(edits)
             report.scope_keys_destroyed += self.keystore.drop_scope_keys_below(group, cls, live)
             self.keystore.save()
 
@@ -174,44 +181,58 @@ class KeySteward:
             report.keys_shredded += len(doomed)
 
     async def _complete_customers(self, report: StewardReport) -> None:
-        """HQ: wrap data keys for groups that lack them; compute missing indexes.
-        Only customers holding PII have either to do."""
+        """HQ: wrap data keys for groups that lack them (the home group in the row,
+        partners as records); compute missing indexes. Only customers holding PII
+        have either to do."""
         async for chunk in self._changed("customers", "_hq_seq", any_of=tuple(CUSTOMER_PII), deleted=False):
             records = await self.store.find_rows(
                 "keys", customer_id=[r["row_id"] for r in chunk], kind="data_key", deleted=False, limit=len(chunk) * 40
             )
-            by_customer: dict[str, list[dict[str, Any]]] = {}
+            by_customer: dict[str, list[WrappedDataKey]] = {}
             for record in records:
-                by_customer.setdefault(record["customer_id"], []).append(record)
+                if record["wrapped"] is not None:
+                    by_customer.setdefault(record["customer_id"], []).append(record_wrap(record))
             edits: list[Edit] = []
             for row in chunk:
-                edits += self._wrap_missing(row, by_customer.get(row["row_id"], []), report)
-                edits += self._index_missing(row, by_customer.get(row["row_id"], []), report)
+                wraps = row_key_wraps(row["row_id"], row) + by_customer.get(row["row_id"], [])
+                edits += self._wrap_missing(row, wraps, report)
+                edits += self._index_missing(row, wraps, report)
             if edits:
                 await self.store.write_local(edits)
 
-    def _wrap_missing(self, row: dict[str, Any], records: list[dict[str, Any]], report: StewardReport) -> list[Edit]:
+    def _wrap_missing(self, row: dict[str, Any], wraps: list[WrappedDataKey], report: StewardReport) -> list[Edit]:
+        """The wraps of each class's newest data key that the customer's groups lack:
+        the row's own (home group) holds the newest key under the home group's
+        scope key; each other group has a record."""
         edits: list[Edit] = []
-        groups = customer_groups(row, self.hq)
-        have = {(r["field_class"], r["key_version"], r["scope_group"]) for r in records}
-        for record in records:
-            cls, version = record["field_class"], record["key_version"]
-            missing = [g for g in groups if (cls, version, g) not in have]
+        home = home_group(row, self.hq)
+        newest: dict[str, int] = {}
+        for wrap in wraps:
+            newest[wrap.field_class] = max(newest.get(wrap.field_class, 0), wrap.key_version)
+        for cls, version in newest.items():
+            mine = [w for w in wraps if w.field_class == cls and w.key_version == version]
+            in_row = any(w.record is None and w.group == home for w in mine)
+            have = {w.group for w in mine if w.record is not None}
+            missing = [g for g in sorted(customer_groups(row, self.hq)) if (g == home and not in_row) or (g != home and g not in have)]
             if not missing:
                 continue
-            try:
-                key = self.keyring.unwrap_data_record(record)
-            except UnwrapError:
+            key = None
+            for wrap in mine:
+                try:
+                    key = self.keyring.unwrap(wrap)
+                    break
+                except UnwrapError:
+                    continue
+            if key is None:
                 continue
             for group in missing:
                 scope_key = self.keyring.latest_scope_key(group, cls)
                 if scope_key is not None:
-                    edits += self.keyring.wrap_data_key_edits(row["row_id"], cls, key, scope_key)
-                    have.add((cls, version, group))
+                    edits += self.keyring.wrap_data_key_edits(row["row_id"], cls, key, scope_key, in_row=group == home)
                     report.wrapped_for_groups += 1
         return edits
 
-    def _index_missing(self, row: dict[str, Any], records: list[dict[str, Any]], report: StewardReport) -> list[Edit]:
+    def _index_missing(self, row: dict[str, Any], wraps: list[WrappedDataKey], report: StewardReport) -> list[Edit]:
         index_key = self.keyring.index_key()
         if index_key is None:
             return []
@@ -221,14 +242,14 @@ class KeySteward:
             if sealed is None or row.get(index_field) is not None:
                 continue
             version = sealed_key_version(sealed)
-            for record in records:
-                if record["field_class"] == CUSTOMER_PII[field] and record["key_version"] == version:
+            for wrap in wraps:
+                if wrap.field_class == CUSTOMER_PII[field] and wrap.key_version == version:
                     try:
-                        key = self.keyring.unwrap_data_record(record)
+                        key = self.keyring.unwrap(wrap)
                         plain = open_field(key, FieldContext("customers", row["row_id"], field, key.version), sealed)
                         value = self.keyring.lookup_index(field, plain.decode())
                     except Exception:  # noqa: BLE001 - unopenable or unnormalisable: leave it unindexed
-                        break
+                        continue
                     if value is not None:
                         edits.append(Edit("customers", row["row_id"], index_field, "set", value[1]))
                         report.indexed += 1

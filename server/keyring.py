@@ -6,8 +6,10 @@ The hierarchy (DESIGN.md, Crypto)::
       -> scope keys, one per (scope group, field class, version): HQ makes them and
          sends each node of a group a ``scope_key`` record HPKE-wrapped for it; the
          node moves the key into its keystore and shreds the record
-      -> data keys, one per (customer, field class, version): ``data_key`` records,
-         wrapped under the scope key of each of the customer's groups (AES-GCM)
+      -> data keys, one per (customer, field class, version), wrapped under the
+         scope key of each of the customer's groups (AES-GCM): for its home group
+         in the customer row itself (``contact_key``, ...), so a customer arrives
+         with its key in one row; for other groups (partners) as ``data_key`` records
       -> field ciphertext (AES-256-GCM, `crypto.seal`)
 
 Live keys live only in the keystore; the database holds ciphertext and wraps.
@@ -27,8 +29,8 @@ import logging
 import os
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from crypto.blind_index import blind_index, normalize_id_number, normalize_phone
 from crypto.errors import OpenError, UnwrapError
@@ -36,9 +38,19 @@ from crypto.keys import DataKey, ScopeKey, new_key
 from crypto.keystore import Keystore
 from crypto.plaintext import Plaintext
 from crypto.seal import FieldContext, open_field, seal_field, sealed_key_version
-from crypto.wrap import DataKeyWrapContext, ScopeWrapContext, unwrap_data_key, unwrap_scope_key, wrap_data_key, wrap_scope_key
+from crypto.wrap import (
+    DataKeyWrapContext,
+    RowKey,
+    ScopeWrapContext,
+    pack_row_key,
+    unpack_row_key,
+    unwrap_data_key,
+    unwrap_scope_key,
+    wrap_data_key,
+    wrap_scope_key,
+)
 from sync.edits import Edit
-from sync.schema import COLLECTIONS, FIELD_CLASSES, KeyRef, KeyWrap
+from sync.schema import COLLECTIONS, FIELD_CLASSES, ROW_KEY_FIELDS, KeyRef, KeyWrap
 from sync.store import ReplicaStore
 from sync.store.errors import StoreBusyError
 
@@ -77,9 +89,60 @@ def epoch_row_id(group: str, field_class: str) -> str:
     return key_row_id("epoch", group, field_class)
 
 
+def home_group(row: Mapping[str, Any], hq: str) -> str:
+    """A customer's home scope group: its home branch, or HQ when it has none."""
+    return row.get("home_branch") or hq
+
+
 def customer_groups(row: Mapping[str, Any], hq: str) -> set[str]:
-    """The scope groups of a customer: its home branch (HQ when it has none) and its partners."""
-    return {row.get("home_branch") or hq, *(row.get("partners") or ())}
+    """The scope groups of a customer: its home group and its partners."""
+    return {home_group(row, hq), *(row.get("partners") or ())}
+
+
+_ROW_KEY_FIELD = {cls: name for name, cls in ROW_KEY_FIELDS.items()}
+
+
+def row_key_field(field_class: str) -> str:
+    """The customer field carrying the class's data key wrapped for the home group."""
+    return _ROW_KEY_FIELD[field_class]
+
+
+class WrappedDataKey(NamedTuple):
+    """One wrap of a customer's data key, wherever it is kept: ``record`` is the
+    ``keys`` record's row id, or None for the wrap carried in the customer row."""
+
+    customer_id: str
+    field_class: str
+    group: str
+    scope_version: int | None
+    key_version: int
+    wrapped: bytes | None
+    record: str | None = None
+
+
+def record_wrap(record: Mapping[str, Any]) -> WrappedDataKey:
+    """The wrap a ``data_key`` record holds."""
+    return WrappedDataKey(
+        record["customer_id"], record["field_class"], record["scope_group"], record["scope_version"],
+        record["key_version"], record["wrapped"], record["row_id"],
+    )
+
+
+def row_key_wraps(customer_id: str, row: Mapping[str, Any]) -> list[WrappedDataKey]:
+    """The wraps carried in a customer row (a malformed one is logged and skipped:
+    the fields it would open show as unavailable)."""
+    out = []
+    for cls in FIELD_CLASSES:
+        blob = row.get(row_key_field(cls))
+        if blob is None:
+            continue
+        try:
+            key = unpack_row_key(blob, f"{cls} data key in customer {customer_id}")
+        except UnwrapError as exc:
+            log.warning("keys.row_key unreadable", extra={"row_id": customer_id, "reason": exc.reason})
+            continue
+        out.append(WrappedDataKey(customer_id, cls, key.group, key.scope_version, key.key_version, key.wrapped))
+    return out
 
 
 class NoScopeKeyError(Exception):
@@ -211,9 +274,10 @@ class Keyring:
     # ------------------------------------------------------------ data keys
 
     def wrap_data_key_edits(
-        self, customer_id: str, field_class: str, key: DataKey, scope_key: ScopeKey
+        self, customer_id: str, field_class: str, key: DataKey, scope_key: ScopeKey, *, in_row: bool = False
     ) -> list[Edit]:
-        """A ``data_key`` record: ``key`` wrapped under ``scope_key`` (for its group)."""
+        """``key`` wrapped under ``scope_key`` (AES-GCM): in the customer's row
+        (``in_row``, for its home group) or as a ``data_key`` record."""
         ctx = DataKeyWrapContext(
             customer_id=customer_id,
             field_class=field_class,
@@ -221,6 +285,10 @@ class Keyring:
             scope_version=scope_key.version,
             key_version=key.version,
         )
+        wrapped = wrap_data_key(scope_key, key.raw, ctx)
+        if in_row:
+            blob = pack_row_key(RowKey(scope_key.group, scope_key.version, key.version, wrapped))
+            return [Edit("customers", customer_id, row_key_field(field_class), "set", blob)]
         row = data_key_row_id(customer_id, field_class, key.version, scope_key.group)
         return record_edits(
             row,
@@ -231,62 +299,92 @@ class Keyring:
                 customer_id=customer_id,
                 key_version=key.version,
             ),
-            KeyWrap(scope_version=scope_key.version, wrapped=wrap_data_key(scope_key, key.raw, ctx)),
+            KeyWrap(scope_version=scope_key.version, wrapped=wrapped),
         )
 
-    def unwrap_data_record(self, record: Mapping[str, Any]) -> DataKey:
-        """Open a ``data_key`` record with the scope key it names (raises `UnwrapError`)."""
-        cached = self._cache.get((record["row_id"], record["scope_version"] or 0))
+    def unwrap(self, wrap: WrappedDataKey) -> DataKey:
+        """Open a wrapped data key with the scope key it names (raises `UnwrapError`)."""
+        cache_key = (wrap.customer_id, wrap.field_class, wrap.key_version, wrap.group, wrap.scope_version or 0)
+        cached = self._cache.get(cache_key)
         if cached is not None:
-            self._cache.move_to_end((record["row_id"], record["scope_version"] or 0))
+            self._cache.move_to_end(cache_key)
             return cached
-        group, field_class = record["scope_group"], record["field_class"]
-        what = f"data key {field_class} v{record['key_version']} of customer {record['customer_id']} ({group})"
+        what = f"data key {wrap.field_class} v{wrap.key_version} of customer {wrap.customer_id} ({wrap.group})"
         scope_key = None
-        if record["scope_version"] is not None:
-            scope_key = self.scope_key(group, field_class, record["scope_version"])
-        if scope_key is None or record["wrapped"] is None:
+        if wrap.scope_version is not None:
+            scope_key = self.scope_key(wrap.group, wrap.field_class, wrap.scope_version)
+        if scope_key is None or wrap.wrapped is None:
             raise UnwrapError(what, "no_key")
         ctx = DataKeyWrapContext(
-            customer_id=record["customer_id"],
-            field_class=field_class,
-            group=group,
+            customer_id=wrap.customer_id,
+            field_class=wrap.field_class,
+            group=wrap.group,
             scope_version=scope_key.version,
-            key_version=record["key_version"],
+            key_version=wrap.key_version,
         )
-        key = DataKey(unwrap_data_key(scope_key, record["wrapped"], ctx), record["key_version"])
-        self._cache[(record["row_id"], scope_key.version)] = key
+        key = DataKey(unwrap_data_key(scope_key, wrap.wrapped, ctx), wrap.key_version)
+        self._cache[cache_key] = key
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return key
 
-    def rewrap_edits(self, record: Mapping[str, Any], new: ScopeKey) -> list[Edit]:
-        """Edits that move a ``data_key`` record under the scope key ``new`` (the
-        record's append-only fields stay as they are). Raises `UnwrapError`."""
-        key = self.unwrap_data_record(record)
-        return [
-            e for e in self.wrap_data_key_edits(record["customer_id"], record["field_class"], key, new)
-            if e.field == "wrap"
-        ]
+    def rewrap_edits(self, wrap: WrappedDataKey, new: ScopeKey) -> list[Edit]:
+        """Edits that move a wrapped data key under the scope key ``new``, where it
+        is (a record's append-only ``ref`` stays as it is). Raises `UnwrapError`."""
+        key = self.unwrap(wrap)
+        edits = self.wrap_data_key_edits(wrap.customer_id, wrap.field_class, key, new, in_row=wrap.record is None)
+        return [e for e in edits if e.collection == "customers" or e.field == "wrap"]
+
+    async def wraps_under(
+        self, group: str, field_class: str, scope_version: int, *, batch: int = 2_000
+    ) -> AsyncIterator[list[WrappedDataKey]]:
+        """Batches of the wraps of data keys under one scope key version: those in
+        customer rows (a scan of one column) and the ``data_key`` records. Safe to
+        re-wrap each batch before asking for the next."""
+        column = row_key_field(field_class)
+        after = ""
+        while rows := await self.store.column_values("customers", column, after=after, limit=batch):
+            after = rows[-1][0]
+            found = [
+                w for row_id, blob in rows for w in row_key_wraps(row_id, {column: blob})
+                if w.group == group and w.scope_version == scope_version
+            ]
+            if found:
+                yield found
+        after = ""
+        while records := await self.store.find_rows(
+            "keys", kind="data_key", scope_group=group, field_class=field_class,
+            scope_version=scope_version, deleted=False, limit=batch, after=after,
+        ):
+            after = records[-1]["row_id"]
+            yield [record_wrap(r) for r in records]
 
     async def data_key_records(self, customer_id: str) -> list[dict[str, Any]]:
         rows = await self.store.find_rows("keys", customer_id=customer_id, kind="data_key", deleted=False)
         return [r for r in rows if r["wrapped"] is not None]
 
-    async def data_keys(self, customer_id: str) -> tuple[dict[tuple[str, int], DataKey], dict[str, int]]:
+    async def data_key_wraps(self, customer_id: str, row: Mapping[str, Any] | None) -> list[WrappedDataKey]:
+        """Every wrap of the customer's data keys here: those in ``row`` (its stored
+        row, or None for one not stored yet) and its ``data_key`` records."""
+        wraps = row_key_wraps(customer_id, row) if row is not None else []
+        return wraps + [record_wrap(r) for r in await self.data_key_records(customer_id)]
+
+    async def data_keys(
+        self, customer_id: str, row: Mapping[str, Any] | None
+    ) -> tuple[dict[tuple[str, int], DataKey], dict[str, int]]:
         """The data keys of a customer this node can open, by (class, version), and
         the newest version recorded per class (whether or not it opens here)."""
         keys: dict[tuple[str, int], DataKey] = {}
         newest: dict[str, int] = {}
-        for record in await self.data_key_records(customer_id):
-            cls, version = record["field_class"], record["key_version"]
+        for wrap in await self.data_key_wraps(customer_id, row):
+            cls, version = wrap.field_class, wrap.key_version
             newest[cls] = max(newest.get(cls, 0), version)
             if (cls, version) in keys:
                 continue
             try:
-                keys[(cls, version)] = self.unwrap_data_record(record)
+                keys[(cls, version)] = self.unwrap(wrap)
             except UnwrapError as exc:
-                log.debug("keys.unwrap failed", extra={"row_id": record["row_id"], "reason": exc.reason})
+                log.debug("keys.unwrap failed", extra={"row_id": customer_id, "reason": exc.reason})
         return keys, newest
 
     def new_data_key(self, version: int = 1) -> DataKey:
@@ -295,17 +393,19 @@ class Keyring:
     # ------------------------------------------------------------ fields
 
     async def seal_edits(
-        self, customer_id: str, groups: Iterable[str], values: Mapping[str, str | None]
+        self, customer_id: str, row: Mapping[str, Any], values: Mapping[str, str | None]
     ) -> list[Edit]:
         """Edits that store ``values`` (PII field -> plaintext, None clears) sealed under
-        the customer's data keys, making and wrapping a class's key on its first use,
-        and the blind indexes of phone and ID number.
+        the customer's data keys, and the blind indexes of phone and ID number.
+        ``row`` is the stored row, or what is known of a new one (its home branch
+        and partners). A class's key is made on its first use and wrapped in the
+        row for the home group and as records for the other groups, as far as this
+        node holds their scope keys.
 
         Raises `NoScopeKeyError` (a class's key cannot be made or opened here) or
         `NotNormalisableError` (an indexed field that is not a phone or ID number).
         """
-        groups = sorted(set(groups))
-        keys, newest = await self.data_keys(customer_id)
+        keys, newest = await self.data_keys(customer_id, row)
         current: dict[str, DataKey] = {}
         edits: list[Edit] = []
         for field, text in values.items():
@@ -321,10 +421,10 @@ class Keyring:
                 if cls in newest:
                     key = keys.get((cls, newest[cls]))
                     if key is None:
-                        raise NoScopeKeyError(customer_id, cls, groups)
+                        raise NoScopeKeyError(customer_id, cls, customer_groups(row, self.hq))
                 else:
                     key = self.new_data_key()
-                    edits.extend(self._wrap_everywhere(customer_id, cls, key, groups))
+                    edits.extend(self.wrap_everywhere(customer_id, row, cls, key))
                 current[cls] = key
             if index is not None:
                 found = self.lookup_index(field, text)  # also refuses what is no phone or ID number
@@ -335,15 +435,18 @@ class Keyring:
             edits.append(Edit("customers", customer_id, field, "set", seal_field(key, ctx, text.encode())))
         return edits
 
-    def _wrap_everywhere(self, customer_id: str, field_class: str, key: DataKey, groups: list[str]) -> list[Edit]:
-        """Wrap a new data key under this node's latest scope key of every group it can."""
+    def wrap_everywhere(self, customer_id: str, row: Mapping[str, Any], field_class: str, key: DataKey) -> list[Edit]:
+        """Wrap a new data key under this node's latest scope key of each of the
+        customer's groups: in the row for the home group, as records for the rest.
+        Raises `NoScopeKeyError` when this node holds none of them."""
+        home = home_group(row, self.hq)
         edits: list[Edit] = []
-        for group in groups:
+        for group in sorted(customer_groups(row, self.hq)):
             scope_key = self.latest_scope_key(group, field_class)
             if scope_key is not None:
-                edits.extend(self.wrap_data_key_edits(customer_id, field_class, key, scope_key))
+                edits.extend(self.wrap_data_key_edits(customer_id, field_class, key, scope_key, in_row=group == home))
         if not edits:
-            raise NoScopeKeyError(customer_id, field_class, groups)
+            raise NoScopeKeyError(customer_id, field_class, customer_groups(row, self.hq))
         return edits
 
     async def open_customer(self, row: Mapping[str, Any]) -> OpenedRow:
@@ -362,7 +465,7 @@ class Keyring:
                 out.unavailable[field] = "format"
                 continue
             if keys is None:
-                keys, _ = await self.data_keys(customer_id)
+                keys, _ = await self.data_keys(customer_id, row)
             key = keys.get((cls, version))
             if key is None:
                 out.unavailable[field] = "no_key"

@@ -49,7 +49,7 @@ import msgspec
 
 from server.config import NodeEntry, SiteConfig
 from server.masking import has_mask, mask_field
-from sync.schema import COLLECTIONS, Role
+from sync.schema import COLLECTIONS, ROW_KEY_FIELDS, Role
 from sync.scope import PeerScope
 
 AccessLevel = Literal["none", "masked", "read", "write"]
@@ -459,6 +459,12 @@ class Policy:
         }
         if any(name in BLIND_INDEXES for name in fields["customers"]):
             classes.add(INDEX_CLASS)
+        # a customer arrives with the data keys (wrapped for its home group) of the
+        # classes the node reads, and a node writing a class's fields may make its
+        # key; a partner is no home group: its wraps are `keys` records
+        for held in (fields, writable) if rule != "campaigns" else ():
+            used = {COLLECTIONS["customers"].fields[name].pii for name in held["customers"]}
+            held["customers"] |= {name for name, cls in ROW_KEY_FIELDS.items() if cls in used}
         return NodeScope(
             node=node.node_id, kind=kind, rows=rule, roles=roles, campaigns=contracted, user=owner,
             fields=fields, writable=writable, key_classes=frozenset(classes),  # type: ignore[arg-type]

@@ -106,6 +106,7 @@ class Replicator:
         upstream: str,
         page_limit: int = 5_000,
         push_limit: int = 5_000,
+        bulk_rows: int = 20_000,
         max_body_bytes: int = 64 * 1024 * 1024,
         compress: bool = True,
         interval_s: float = 5.0,
@@ -118,6 +119,7 @@ class Replicator:
         self.upstream = upstream
         self.page_limit = page_limit
         self.push_limit = push_limit
+        self.bulk_rows = bulk_rows
         self.max_body_bytes = max_body_bytes
         self.compress = compress
         self.interval_s = interval_s
@@ -217,43 +219,53 @@ class Replicator:
                 return
 
     async def _pull(self, report: SyncReport, progress: Progress | None) -> None:
+        """Pull pages until the upstream has no more. When far behind (an initial
+        sync: `bulk_rows` or more row versions to go), the store's column indexes
+        are dropped for the pull and built again at its end, however it ends."""
         store = self.store
-        while True:
-            link = await store.link(self.upstream)
-            assert link is not None
-            request = next_pull(
-                store.node_id,
-                store_id=store.store_id,
-                peer_store_id=link.peer_store_id,
-                since=link.pull_since,
-                cursor=link.pull_cursor,
-                limit=self.page_limit,
-            )
-            page = self._expect(await self.transport("pull", encode_frame(request, compress=self.compress)), ChangesPage)
-            if page.node != self.upstream:
-                raise MalformedBatchError(
-                    f"Answer comes from `{page.node}`, not the configured upstream `{self.upstream}`", "$.node"
+        deferred = False
+        try:
+            while True:
+                link = await store.link(self.upstream)
+                assert link is not None
+                request = next_pull(
+                    store.node_id,
+                    store_id=store.store_id,
+                    peer_store_id=link.peer_store_id,
+                    since=link.pull_since,
+                    cursor=link.pull_cursor,
+                    limit=self.page_limit,
                 )
-            if link.peer_store_id is not None and page.store_id != link.peer_store_id:
-                log.warning(
-                    "sync.pull upstream store changed; resynchronising",
-                    extra={"peer": self.upstream, "old": link.peer_store_id, "new": page.store_id},
+                page = self._expect(await self.transport("pull", encode_frame(request, compress=self.compress)), ChangesPage)
+                if page.node != self.upstream:
+                    raise MalformedBatchError(
+                        f"Answer comes from `{page.node}`, not the configured upstream `{self.upstream}`", "$.node"
+                    )
+                if link.peer_store_id is not None and page.store_id != link.peer_store_id:
+                    log.warning(
+                        "sync.pull upstream store changed; resynchronising",
+                        extra={"peer": self.upstream, "old": link.peer_store_id, "new": page.store_id},
+                    )
+                incoming = validate_changes(page.changes, clock=store.clock)
+                if not deferred and page.more and page.high - page.cursor >= self.bulk_rows:
+                    deferred = bool(await store.defer_indexes())
+                since, cursor = after_page(page)
+                applied = await store.apply_pulled(
+                    incoming, peer=self.upstream, peer_store_id=page.store_id, since=since, cursor=cursor
                 )
-            incoming = validate_changes(page.changes, clock=store.clock)
-            since, cursor = after_page(page)
-            applied = await store.apply_pulled(
-                incoming, peer=self.upstream, peer_store_id=page.store_id, since=since, cursor=cursor
-            )
-            report.pulled += len(page.changes)
-            report.pull_pages += 1
-            report.applied += applied.applied
-            report.superseded += applied.superseded
-            report.refused_here += len(applied.refused)
-            report.conflicts += applied.conflicts
-            if progress is not None:
-                progress(report.pulled, page.cursor, page.high)
-            if not page.more:
-                return
+                report.pulled += len(page.changes)
+                report.pull_pages += 1
+                report.applied += applied.applied
+                report.superseded += applied.superseded
+                report.refused_here += len(applied.refused)
+                report.conflicts += applied.conflicts
+                if progress is not None:
+                    progress(report.pulled, page.cursor, page.high)
+                if not page.more:
+                    return
+        finally:
+            if deferred:
+                await store.restore_indexes()
 
     def _expect(self, data: bytes, kind: type[_M]) -> _M:
         message, _ = decode_frame(data, max_body_bytes=self.max_body_bytes)

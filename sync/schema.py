@@ -41,7 +41,7 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
@@ -64,6 +64,10 @@ TimeMs = Annotated[int, Meta(ge=0, le=(1 << 48) - 1, description="Unix time in m
 Tag = Annotated[str, Meta(min_length=1, max_length=64)]
 #: AES-256-GCM sealed value (version byte, nonce, ciphertext, tag); see crypto/.
 SealedBytes = Annotated[bytes, Meta(max_length=16_384)]
+
+#: a customer's data key for one class wrapped under its home group's scope key,
+#: labelled with what opens it (`crypto.wrap.pack_row_key`)
+RowKeyBytes = Annotated[bytes, Meta(max_length=320)]
 
 #: keyed blind index of a phone or ID number (truncated HMAC; see crypto.blind_index)
 BlindIndex = Annotated[int, Meta(ge=0, lt=1 << 32)]
@@ -135,6 +139,16 @@ def _pii(cls: FieldClass) -> Any:
     return Annotated[SealedBytes | None, _m("lww", cls, description=f"sealed PII ({cls} class)")]
 
 
+#: the customer fields carrying a data key wrapped for the home group -> its class
+ROW_KEY_FIELDS: dict[str, FieldClass] = {f"{cls}_key": cls for cls in FIELD_CLASSES}  # type: ignore[misc]
+
+
+def _row_key(cls: FieldClass) -> Any:
+    return Annotated[
+        RowKeyBytes | None, _m("lww", secret=True, description=f"{cls} data key, wrapped for the home group")
+    ]
+
+
 # ---------------------------------------------------------------- collections
 
 
@@ -166,6 +180,13 @@ class Customer(msgspec.Struct, kw_only=True):
     notes: _pii("profile") = None
     phone_index: Annotated[BlindIndex | None, _m("lww", secret=True, index=True)] = None
     id_number_index: Annotated[BlindIndex | None, _m("lww", secret=True, index=True)] = None
+    #: the data key of each class, wrapped for the home group (home branch, or HQ),
+    #: so a customer entering a node's scope arrives with its key; other groups'
+    #: wraps (partners) are ``keys`` records
+    contact_key: _row_key("contact") = None
+    identity_key: _row_key("identity") = None
+    address_key: _row_key("address") = None
+    profile_key: _row_key("profile") = None
     deleted: Deleted = False
 
 

@@ -18,7 +18,6 @@ from msgspec import Meta
 from server.deps import NodeDep
 from server.errors import NotFoundError, WrongNodeError
 from server.key_authority import ErasureReport, rotate_customer_keys
-from server.keyring import customer_groups
 from server.node import Node
 from server.views import CustomerView, CustomerWrite, edits_from, pii_from, to_view
 from sync.edits import Edit
@@ -71,7 +70,7 @@ class CustomerController(Controller):
                 "home_branch": None if home is msgspec.UNSET else home,
                 "partners": [] if data.partners_add is msgspec.UNSET else data.partners_add,
             }
-            edits += await node.keyring.seal_edits(row_id, customer_groups(row, node.hq), pii)
+            edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
         return await _card(node, row_id)
 
@@ -82,7 +81,7 @@ class CustomerController(Controller):
         edits = edits_from("customers", row_id, data)
         pii = pii_from(data)
         if pii and not row["deleted"]:  # a deleted row holds no PII
-            edits += await node.keyring.seal_edits(row_id, customer_groups(row, node.hq), pii)
+            edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
         return await _card(node, row_id)
 
@@ -127,7 +126,7 @@ class CustomerController(Controller):
         """Give the customer new data keys and re-seal its fields under them; the old
         keys are shredded at every node by sync."""
         await _row(node, row_id)
-        return RotationDone(row_id=row_id, rotated=await rotate_customer_keys(node.keyring, row_id, hq=node.hq))
+        return RotationDone(row_id=row_id, rotated=await rotate_customer_keys(node.keyring, row_id))
 
 
 async def _row(node: Node, row_id: str) -> dict[str, Any]:

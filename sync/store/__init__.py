@@ -138,6 +138,8 @@ class ReplicaStore(Protocol):
     node_id: str
     store_id: str
     clock: Clock
+    #: secret values replaced or shredded since the store opened (see `SqliteStore`)
+    retired_secrets: int
 
     async def close(self) -> None: ...
 
@@ -194,11 +196,21 @@ class ReplicaStore(Protocol):
 
     async def field_origins(self, collection: str, row_id: str) -> dict[str, str]: ...
 
-    async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]: ...
+    async def find_rows(
+        self, collection: str, *, limit: int = 10_000, after: str = "", **equals: Any
+    ) -> list[dict[str, Any]]: ...
 
     async def rows_after(
         self, collection: str, after_seq: int, *, limit: int = 1_000, any_of: tuple[str, ...] = (), **equals: Any
     ) -> list[tuple[int, dict[str, Any]]]: ...
+
+    async def column_values(
+        self, collection: str, column: str, *, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, Any]]: ...
+
+    async def defer_indexes(self) -> list[str]: ...
+
+    async def restore_indexes(self) -> None: ...
 
     async def checkpoint(self) -> None: ...
 

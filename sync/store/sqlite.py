@@ -48,7 +48,7 @@ from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, SCHEMA_VERSION, Column, FieldSpec
 from sync.scope import RowFilter
 from sync.store import ApplyReport, DeviceRecord, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
-from sync.store.ddl import column_value, member_columns
+from sync.store.ddl import column_index, column_value, member_columns
 from sync.store.errors import (
     StoreBusyError,
     StoreExistsError,
@@ -126,10 +126,12 @@ def _reads(method: Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]) -> Cal
 class _Batch:
     """The rows one write transaction touches: their docs and what changed in them."""
 
-    __slots__ = ("docs", "dirty", "owners")
+    __slots__ = ("docs", "dirty", "owners", "retired")
 
     def __init__(self, docs: dict[_RowKey, Doc]) -> None:
         self.docs = docs
+        #: secret values (PII, wrapped keys, blind indexes) this batch replaced or shredded
+        self.retired = 0
         #: row -> {column: value}
         self.dirty: dict[_RowKey, dict[str, Any]] = {}
         #: row -> its changed Struct-valued fields (their columns are their members)
@@ -164,6 +166,9 @@ class SqliteStore:
         self.store_id = store_id
         self.role = role
         self.clock = clock
+        #: secret values replaced or shredded since the store opened, here or by
+        #: sync: until the WAL is checkpointed, its frames may still hold the old ones
+        self.retired_secrets = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -276,6 +281,8 @@ class SqliteStore:
                 new = edit_state(spec, cur, edit, stamp, self.node_id)
                 if new is not cur:
                     self._stage(batch, key, spec, new, "", _UNDECODED)
+                    if spec.secret and cur is not None:
+                        batch.retired += 1
             self._shred(batch)
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, stamp)
@@ -283,6 +290,7 @@ class SqliteStore:
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
+        self.retired_secrets += batch.retired
         for (collection, row_id), cols in batch.dirty.items():
             doc = batch.docs[(collection, row_id)]
             for name in batch.changed_fields((collection, row_id), cols):
@@ -393,6 +401,8 @@ class SqliteStore:
                     else:
                         stage(batch, key, spec, new, "", _UNDECODED)
                     applied += 1
+                    if spec.secret:
+                        batch.retired += 1
                     if state.hlc > max_hlc:
                         max_hlc = state.hlc
                 elif type(outcome) is Refused:
@@ -407,6 +417,7 @@ class SqliteStore:
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
+        self.retired_secrets += batch.retired
         # stamps were drift-checked before the batch; only keep the clock ahead of them
         self.clock.last = max(self.clock.last, max_hlc)
         return ApplyReport(applied, superseded, refused, seq, conflicts)
@@ -443,6 +454,7 @@ class SqliteStore:
                 for f in secret:
                     if doc.pop(f.name, None) is not None:
                         cols.update(dict.fromkeys(f.members or (f.name,)))
+                        batch.retired += 1
 
     async def _load(self, rows: list[_RowKey]) -> _Batch:
         """The stored docs of these rows (empty docs for rows not stored yet)."""
@@ -703,14 +715,18 @@ class SqliteStore:
         return {} if row is None else {name: entry[2] for name, entry in _decode_doc(row[0]).items()}
 
     @_reads
-    async def find_rows(self, collection: str, *, limit: int = 10_000, **equals: Any) -> list[dict[str, Any]]:
+    async def find_rows(
+        self, collection: str, *, limit: int = 10_000, after: str = "", **equals: Any
+    ) -> list[dict[str, Any]]:
         """Materialized rows whose columns equal ``equals`` (field names of the schema;
-        a list, tuple or set value matches any of its members)."""
+        a list, tuple or set value matches any of its members), in row id order
+        after ``after``."""
         spec = COLLECTIONS[collection]
         names = ["row_id", *spec.columns]
         where, params = _where(spec, equals)
         async with self._r.execute(
-            f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} ORDER BY row_id LIMIT ?", (*params, limit)
+            f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} AND row_id > ? ORDER BY row_id LIMIT ?",
+            (*params, after, limit),
         ) as cur:
             rows = await cur.fetchall()
         return [_materialize(spec.columns.values(), names, r) for r in rows]
@@ -748,6 +764,48 @@ class SqliteStore:
             f"SELECT row_id FROM {spec.name} WHERE row_id > ? ORDER BY row_id LIMIT ?", (after, limit)
         ) as cur:
             return [r[0] for r in await cur.fetchall()]
+
+    @_writes
+    async def defer_indexes(self) -> list[str]:
+        """Drop the column indexes (blind indexes, key-record lookups) before a bulk
+        load, and return their names: inserting random values (a blind index is a
+        keyed hash) into an index touches most of its pages in every transaction,
+        which is most of what an initial pull of sealed customers costs; building
+        it once afterwards is cheap. `restore_indexes` builds them again, and so
+        does `open` after a crash. Queries still work meanwhile, by scanning."""
+        dropped = []
+        for spec in COLLECTIONS.values():
+            for c in spec.columns.values():
+                if c.index:
+                    name = f"{spec.name}_{c.name}"
+                    await self._w.execute(f"DROP INDEX IF EXISTS {name}")
+                    dropped.append(name)
+        return dropped
+
+    @_writes
+    async def restore_indexes(self) -> None:
+        """Build the column indexes `defer_indexes` dropped (a no-op for those present)."""
+        for spec in COLLECTIONS.values():
+            for c in spec.columns.values():
+                if c.index:
+                    await self._w.execute(column_index(spec, c))
+
+    @_reads
+    async def column_values(
+        self, collection: str, column: str, *, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, Any]]:
+        """(row id, stored value) of the rows whose ``column`` is not NULL, in row
+        id order after ``after``: a cheap scan of one column (deleted rows hold no
+        secret columns, so for those this reads live rows only)."""
+        spec = COLLECTIONS[collection]
+        if column not in spec.columns:
+            raise KeyError(f"`{collection}` has no column `{column}`")
+        async with self._r.execute(
+            f"SELECT row_id, {column} FROM {spec.name} WHERE row_id > ? AND {column} IS NOT NULL "
+            "ORDER BY row_id LIMIT ?",
+            (after, limit),
+        ) as cur:
+            return [(r[0], r[1]) for r in await cur.fetchall()]
 
     @_reads
     async def digest(self, collections: list[str] | None = None, *, admit: RowFilter | None = None) -> str:

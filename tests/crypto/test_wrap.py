@@ -14,8 +14,11 @@ from crypto.wrap import (
     WRAPPED_DATA_KEY_BYTES,
     WRAPPED_SCOPE_KEY_BYTES,
     DataKeyWrapContext,
+    RowKey,
     ScopeWrapContext,
     _wrap_data_key_with_nonce,
+    pack_row_key,
+    unpack_row_key,
     data_key_aad,
     scope_wrap_info,
     unwrap_data_key,
@@ -192,3 +195,54 @@ def test_data_key_error_message() -> None:
     assert str(caught.value) == (
         f"cannot unwrap data key contact v1 of customer {CUSTOMER} under scope key branch-a/contact v2: format"
     )
+
+
+# ---------------------------------------------------------------- data keys carried in a customer row
+
+
+def _row_key() -> tuple[RowKey, bytes]:
+    key = RowKey("branch-a", 2, 1, wrap_data_key(SCOPE, DATA_RAW, DK_CTX))
+    return key, pack_row_key(key)
+
+
+def _opens(blob: bytes) -> bytes:
+    """Unwrap a packed row key the way a node does: with the context its label names."""
+    key = unpack_row_key(blob, "test key")
+    scope = ScopeKey(SCOPE_RAW, key.scope_version, key.group, "contact")
+    ctx = DataKeyWrapContext(customer_id=CUSTOMER, field_class="contact", group=key.group,
+                             scope_version=key.scope_version, key_version=key.key_version)
+    return unwrap_data_key(scope, key.wrapped, ctx)
+
+
+def test_row_key_round_trip() -> None:
+    key, blob = _row_key()
+    assert unpack_row_key(blob, "test key") == key
+    assert len(blob) == 1 + 4 + 4 + 1 + len("branch-a") + WRAPPED_DATA_KEY_BYTES
+    assert _opens(blob) == DATA_RAW
+
+
+@pytest.mark.parametrize("cut", [0, 5, 10, 17, -1])
+def test_row_key_truncated_or_padded_is_a_format_error(cut: int) -> None:
+    _, blob = _row_key()
+    for bad in (blob[:cut], blob + b"\x00"):
+        with pytest.raises(UnwrapError) as info:
+            unpack_row_key(bad, "contact key of c1")
+        assert info.value.reason == "format" and info.value.what == "contact key of c1"
+
+
+def test_row_key_of_another_format_is_refused() -> None:
+    _, blob = _row_key()
+    with pytest.raises(UnwrapError, match="format"):
+        unpack_row_key(b"\x02" + blob[1:], "k")
+
+
+@pytest.mark.parametrize("offset", [1, 4, 5, 8, 10])
+def test_an_altered_label_does_not_open(offset: int) -> None:
+    """Key version (bytes 1-4), scope version (5-8) and group (10-) are bound by
+    the wrap's associated data: changed, the key no longer opens."""
+    _, blob = _row_key()
+    bad = bytearray(blob)
+    bad[offset] ^= 0x01
+    with pytest.raises(UnwrapError) as info:
+        _opens(bytes(bad))
+    assert info.value.reason in ("tag", "format")

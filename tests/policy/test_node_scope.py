@@ -27,17 +27,23 @@ def site(name: str) -> SiteConfig:
 @pytest.mark.parametrize("kind", SITE_KINDS)
 def test_fields_keys_and_writes_are_the_union_over_the_roles_at_that_kind_of_site(policy: Policy, kind: str) -> None:
     """Recomputed from the raw TOML: every field some role there sees (masked
-    included), plus the tombstone; the union of their writes; the classes of
-    the PII fields, and `index` if a blind index is among the fields."""
+    included), plus the tombstone and the in-row data keys of the classes it
+    reads; the union of their writes; the classes of the PII fields, and
+    `index` if a blind index is among the fields."""
     scope = policy.node_scope(NodeEntry(node_id=f"{kind}-1", role=kind, user="u1"))  # type: ignore[arg-type]
     roles = [spec for spec in RAW["roles"].values() if kind in spec.get("sites", [])]
     classes: set[str] = set()
     for collection in GOVERNED:
         seen = {f for spec in roles for level in ("masked", "read", "write") for f in spec.get(collection, {}).get(level, [])}
         written = {f for spec in roles for f in spec.get(collection, {}).get("write", [])}
-        assert scope.fields[collection] == (seen | {"deleted"} if seen else set())
-        assert scope.writable[collection] == written
-        classes |= {COLLECTIONS[collection].fields[f].pii for f in seen} - {None}  # type: ignore[arg-type]
+        seen_classes = {COLLECTIONS[collection].fields[f].pii for f in seen} - {None}
+        home = collection == "customers" and RAW["node_rows"].get(kind) != "campaigns"  # partners are no home group
+        keys = {f"{cls}_key" for cls in seen_classes} if home else set()
+        assert keys <= set(COLLECTIONS[collection].fields)
+        assert scope.fields[collection] == (seen | {"deleted"} | keys if seen else set())
+        written_classes = {COLLECTIONS[collection].fields[f].pii for f in written} - {None}
+        assert scope.writable[collection] == written | {f"{cls}_key" for cls in written_classes if home}
+        classes |= seen_classes  # type: ignore[arg-type]
         if collection == "customers" and seen & {"phone_index", "id_number_index"}:
             classes.add(INDEX_CLASS)
     assert scope.key_classes == classes

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.policy import ACCESS_LEVELS, GOVERNED, ROLES, Policy
-from sync.schema import COLLECTIONS
+from sync.schema import COLLECTIONS, ROW_KEY_FIELDS
 
 from .conftest import RAW
 
@@ -66,8 +66,10 @@ def test_every_role_of_the_schema_is_granted_somewhere(policy: Policy) -> None:
 
 
 def test_hq_admin_writes_every_field(policy: Policy) -> None:
+    """Every field but the wrapped data keys in customer rows: key material no role
+    reads or writes; nodes carry it with the classes they hold (`node_scope`)."""
     for collection in GOVERNED:
-        assert policy.writable_fields("hq_admin", collection) == set(COLLECTIONS[collection].fields)
+        assert policy.writable_fields("hq_admin", collection) == set(COLLECTIONS[collection].fields) - set(ROW_KEY_FIELDS)
 
 
 @pytest.mark.parametrize("role", ["partner_agent", "partner_supervisor"])
@@ -94,7 +96,7 @@ def test_auditor_reads_metadata_and_pii_only_masked(policy: Policy) -> None:
             assert policy.access("auditor", collection, field) in ("none", "masked")
             assert not policy.may_reveal("auditor", collection, field)
         assert policy.writable_fields("auditor", collection) == frozenset()
-        non_pii = set(COLLECTIONS[collection].fields) - set(PII[collection]) - {"phone_index", "id_number_index"}
+        non_pii = set(COLLECTIONS[collection].fields) - set(PII[collection]) - {"phone_index", "id_number_index"} - set(ROW_KEY_FIELDS)
         assert all(policy.access("auditor", collection, f) == "read" for f in non_pii)
 
 

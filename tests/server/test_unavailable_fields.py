@@ -245,19 +245,30 @@ def test_a_ciphertext_moved_from_another_customer_does_not_open(nodes: Nodes, ai
     assert any("reasons=tag" in line for line in unavailable_lines(nodes.branch, victim))
 
 
-def test_a_damaged_data_key_record_leaves_its_class_unavailable(nodes: Nodes, aio: LoopThread) -> None:
+@pytest.mark.parametrize("where", ["row", "record"])
+def test_a_damaged_data_key_leaves_its_class_unavailable(nodes: Nodes, aio: LoopThread, where: str) -> None:
+    """The home group's wrap travels in the customer row (branch-a), a partner's
+    as a ``data_key`` record (partner-x): either one damaged closes its class only."""
     async def prepare() -> str:
         customer = await nodes.create()
         await nodes.sync()
         return customer
 
-    customer = aio.run(prepare(), timeout=60)  # not read at the branch yet: no key of it is cached there
-    assert tamper_key_record(nodes.branch, data_key_row_id(customer, "contact", 1, "branch-a")) >= 1
-    body = aio.run(card(nodes.branch, customer), timeout=30)
-    assert body["unavailable"] == ["email", "name", "phone"], body["unavailable"]  # the contact class
+    customer = aio.run(prepare(), timeout=60)  # not read below HQ yet: no key of it is cached there
+    if where == "row":
+        node = nodes.branch
+        tamper(node, customer, "contact_key", flip(-5))
+    else:
+        node = nodes.partner
+        assert tamper_key_record(node, data_key_row_id(customer, "contact", 1, "partner-x")) >= 1
+    body = aio.run(card(node, customer), timeout=30)
     person = nodes.people[customer]
-    assert (body["id_number"], body["address"]) == (person["id_number"], person["address"])
-    assert any("reasons=no_key" in line for line in unavailable_lines(nodes.branch, customer))
+    if where == "row":
+        assert body["unavailable"] == ["email", "name", "phone"], body["unavailable"]  # the contact class
+        assert (body["id_number"], body["address"]) == (person["id_number"], person["address"])
+    else:  # partner-x holds no identity or address key at all
+        assert body["unavailable"] == ["address", "email", "id_number", "name", "phone"], body["unavailable"]
+    assert any("reasons=no_key" in line for line in unavailable_lines(node, customer))
 
 
 def test_sync_goes_on_after_damage_and_a_new_write_repairs_the_field(nodes: Nodes, aio: LoopThread) -> None:

@@ -24,7 +24,8 @@ import pytest
 
 from crypto.keystore import Keystore, open_keystore
 from server.demo import demo_person
-from server.keyring import data_key_row_id, scope_key_row_id
+from crypto.wrap import RowKey, unpack_row_key
+from server.keyring import scope_key_row_id
 from server.node_process import NodeProcess
 from tests.conftest import LoopThread
 
@@ -149,13 +150,14 @@ def query(node: NodeProcess, sql: str, *args: Any) -> list[sqlite3.Row]:
         conn.close()
 
 
-def key_row_blobs(node: NodeProcess, row_ids: list[str]) -> dict[str, list[bytes]]:
-    """Every blob held by the ``keys`` rows of these ids (the merge state `_state`
-    aside, which holds them again): row id -> its blobs. Rows this node lacks are left out."""
-    marks = ", ".join("?" * len(row_ids))
-    out: dict[str, list[bytes]] = {}
-    for row in query(node, f"SELECT * FROM keys WHERE row_id IN ({marks})", *row_ids):
-        out[row["row_id"]] = [row[k] for k in row.keys() if k != "_state" and isinstance(row[k], bytes)]
+def home_wraps(node: NodeProcess, keys: list[tuple[str, str]]) -> dict[tuple[str, str], RowKey]:
+    """The data keys carried in customer rows (``{class}_key``, wrapped for the home
+    group), by (customer, class); rows or keys this node lacks are left out."""
+    out: dict[tuple[str, str], RowKey] = {}
+    for customer, cls in keys:
+        rows = query(node, f"SELECT {cls}_key AS k FROM customers WHERE row_id = ?", customer)
+        if rows and rows[0]["k"] is not None:
+            out[(customer, cls)] = unpack_row_key(rows[0]["k"], f"{cls} key of {customer}")
     return out
 
 
@@ -271,8 +273,8 @@ def test_second_node_rotation_then_a_scope_key_reaches_only_the_new_key(
 @dataclass
 class ScopeRotation:
     old_version: int
-    #: data-key record row id -> the blobs it held under the old scope key (branch-a's copy)
-    before: dict[str, list[bytes]]
+    #: (customer, class) -> its data key wrapped under the old scope key (branch-a's copy)
+    before: dict[tuple[str, str], RowKey]
     old_wraps: list[bytes]
     rewrapped: int
 
@@ -296,12 +298,13 @@ def scope_rotation(cluster: Cluster, aio: LoopThread) -> ScopeRotation:
     assert old is not None and [k.version for k in keystore(branch_a).scope_keys("branch-a", "contact")] == [old.version]
 
     # the contact data keys of every branch-a customer, wrapped under the old scope key
-    ids = [data_key_row_id(c, "contact", 1, "branch-a") for c, (home, _) in cluster.customers.items() if home == "branch-a"]
-    before_hq, before_branch = key_row_blobs(hq, ids), key_row_blobs(branch_a, ids)
+    ids = [(c, "contact") for c, (home, _) in cluster.customers.items() if home == "branch-a"]
+    before_hq, before_branch = home_wraps(hq, ids), home_wraps(branch_a, ids)
     assert set(before_hq) == set(before_branch) == set(ids), "every branch-a customer has a contact key at both"
     assert before_hq == before_branch, "the wraps travelled as they are"
-    old_wraps = [b for blobs in before_hq.values() for b in blobs]
-    assert len(old_wraps) >= len(ids) and all(len(w) >= 32 for w in old_wraps)
+    assert all((k.group, k.scope_version) == ("branch-a", old.version) for k in before_hq.values())
+    old_wraps = [k.wrapped for k in before_hq.values()]
+    assert len(old_wraps) == len(ids) and all(len(w) >= 32 for w in old_wraps)
     assert set(files_holding([hq], old_wraps)) and set(files_holding([branch_a], old_wraps)), \
         "the search finds the wraps while they are live"
 
@@ -328,10 +331,12 @@ def test_scope_key_rotation_keeps_every_customer_open(
     new = scope_rotation.old_version + 1
     for node in (hq, branch_a):  # the old scope key is destroyed at HQ and at the branch
         assert [k.version for k in keystore(node).scope_keys("branch-a", "contact")] == [new], node.site
-    after = key_row_blobs(branch_a, list(scope_rotation.before))
+    after = home_wraps(branch_a, list(scope_rotation.before))
     assert set(after) == set(scope_rotation.before)
-    for row_id, blobs in after.items():  # the same key records now hold new wraps
-        assert blobs and not set(blobs) & set(scope_rotation.before[row_id]), f"key record {row_id} was not re-wrapped"
+    for where, key in after.items():  # the same rows now hold the same data keys, wrapped anew
+        was = scope_rotation.before[where]
+        assert (key.scope_version, key.key_version) == (new, was.key_version), where
+        assert key.wrapped != was.wrapped, f"the contact key of {where[0]} was not re-wrapped"
 
 
 def test_scope_key_rotation_leaves_no_old_wrap_at_the_branches(
@@ -354,8 +359,8 @@ class CustomerRotation:
     customer: str
     #: the sealed values of its fields before, in `SEALED_FIELDS` order
     old_sealed: list[bytes]
-    #: its data-key record row ids -> the blobs they held before
-    old_keys: dict[str, list[bytes]]
+    #: its data keys before, by (customer, class), wrapped for branch-a in its row
+    old_keys: dict[tuple[str, str], RowKey]
 
 
 @pytest.fixture(scope="module", params=["hq", "branch-a"])
@@ -379,8 +384,9 @@ def customer_rotation(request: pytest.FixtureRequest, cluster: Cluster, aio: Loo
     assert all(isinstance(v, bytes) and len(v) > 33 for v in old_sealed)
     assert old_sealed == [at_branch[f] for f in SEALED_FIELDS], "the branch holds the same ciphertext"
     assert len(files_holding([hq, branch], old_sealed)) >= 2 * len(old_sealed), "the search finds them while live"
-    old_keys = key_row_blobs(hq, [data_key_row_id(customer, c, 1, "branch-a") for c in sorted(set(CLASSES.values()))])
-    assert len(old_keys) == 3 and all(old_keys.values()), "one data key per class, wrapped for branch-a"
+    old_keys = home_wraps(hq, [(customer, c) for c in sorted(set(CLASSES.values()))])
+    assert len(old_keys) == 3 and all((k.group, k.key_version) == ("branch-a", 1) for k in old_keys.values()), \
+        "one data key per class, wrapped for branch-a"
 
     out = outpost(at, "rotate-keys", "--customer", customer)
     assert out.strip() == f"customer {customer}: data keys rotated", out
@@ -404,12 +410,12 @@ def test_customer_key_rotation_keeps_the_values_and_reseals(
         (now,) = query(node, f"SELECT {columns} FROM customers WHERE row_id = ?", customer)
         for f, was in zip(SEALED_FIELDS, customer_rotation.old_sealed, strict=True):
             assert isinstance(now[f], bytes) and now[f] != was, f"{node.site}: {f} was not re-sealed"
-        # the old data-key records are shredded in the table: no blob of theirs is left
-        old_rows = key_row_blobs(node, list(customer_rotation.old_keys))
-        assert not any(old_rows.values()), f"{node.site} still holds the old data keys"
-        # and new ones (version 2, one per class) replaced them
-        new_rows = key_row_blobs(node, [data_key_row_id(customer, c, 2, "branch-a") for c in set(CLASSES.values())])
-        assert len(new_rows) == 3 and all(new_rows.values()), node.site
+        # new data keys (version 2, one per class, wrapped for branch-a) replaced the old ones in the row
+        now_keys = home_wraps(node, list(customer_rotation.old_keys))
+        assert set(now_keys) == set(customer_rotation.old_keys), node.site
+        for where, key in now_keys.items():
+            assert (key.group, key.key_version) == ("branch-a", 2), (node.site, where)
+            assert key.wrapped != customer_rotation.old_keys[where].wrapped, (node.site, where)
 
 
 def test_customer_key_rotation_leaves_no_old_ciphertext_in_db_files(
@@ -418,7 +424,6 @@ def test_customer_key_rotation_leaves_no_old_ciphertext_in_db_files(
     # branch-b holds the row (rows are not scoped yet) but never a key to open it: its copy of
     # the old ciphertext is as closed as the new one, and stays until SQLite reuses the frames
     holders = [n for n in cluster.nodes if n.site != "branch-b"]
-    assert not key_row_blobs(cluster.branches["branch-b"], list(customer_rotation.old_keys))
     found = files_holding(holders, customer_rotation.old_sealed)
     assert not found, f"old ciphertext of customer {customer_rotation.customer} remains: {found}"
 
@@ -426,6 +431,6 @@ def test_customer_key_rotation_leaves_no_old_ciphertext_in_db_files(
 def test_customer_key_rotation_leaves_no_old_data_key_in_db_files(
     cluster: Cluster, customer_rotation: CustomerRotation
 ) -> None:
-    old_wraps = [b for blobs in customer_rotation.old_keys.values() for b in blobs]
+    old_wraps = [k.wrapped for k in customer_rotation.old_keys.values()]
     found = files_holding(cluster.nodes, old_wraps)
     assert not found, f"the shredded data keys of customer {customer_rotation.customer} remain: {found}"

@@ -21,7 +21,7 @@ from crypto.errors import OpenError, UnwrapError
 from crypto.keys import DataKey
 from crypto.keystore import open_keystore
 from crypto.seal import FieldContext, open_field, sealed_key_version
-from crypto.wrap import DataKeyWrapContext, unwrap_data_key
+from crypto.wrap import DataKeyWrapContext, unpack_row_key, unwrap_data_key
 from server.demo import demo_person
 from server.node_process import NodeProcess
 from server.pii_scan import inflated, needle_forms
@@ -68,9 +68,7 @@ def _open_everything(db: Path, keystore_path: Path, passphrase: str, field: str)
     on every sealed value."""
     keystore = open_keystore(keystore_path, passphrase)
     data_keys: dict[tuple[str, int], list[DataKey]] = {}
-    for row_id, cust, cls, group, kv, sv, wrapped in _rows(
-        db, "SELECT row_id, customer_id, field_class, scope_group, key_version, scope_version, wrapped "
-            "FROM keys WHERE kind = 'data_key' AND wrapped IS NOT NULL"):
+    for cust, cls, group, kv, wrapped in _data_key_wraps(db):
         for sk in keystore.scope_keys():
             if sk.group != group or sk.field_class != cls:
                 continue
@@ -88,6 +86,21 @@ def _open_everything(db: Path, keystore_path: Path, passphrase: str, field: str)
             except OpenError:
                 pass
     return opened
+
+
+def _data_key_wraps(db: Path, customer: str | None = None) -> list[tuple[str, str, str, int, bytes]]:
+    """(customer, class, group, key version, wrapped key) of every data key wrap in
+    the file: the ones in customer rows (home group) and the ``data_key`` records."""
+    out = [
+        (cust, cls, group, kv, wrapped) for cust, cls, group, kv, wrapped in _rows(
+            db, "SELECT customer_id, field_class, scope_group, key_version, wrapped "
+                "FROM keys WHERE kind = 'data_key' AND wrapped IS NOT NULL")
+    ]
+    for cls in ("contact", "identity", "address", "profile"):
+        for cust, blob in _rows(db, f"SELECT row_id, {cls}_key FROM customers WHERE {cls}_key IS NOT NULL"):
+            key = unpack_row_key(blob, "test")
+            out.append((cust, cls, key.group, key.key_version, key.wrapped))
+    return [w for w in out if customer is None or w[0] == customer]
 
 
 def _copy_db(node: NodeProcess, name: str, dest: Path) -> Path:
@@ -164,8 +177,7 @@ def test_erasure_leaves_nothing_to_open_even_in_an_older_copy(tmp_path: Path, ai
         for field in ("name", "phone", "id_number", "address"):
             opened = {v.decode() for v in _open_everything(before, keystore, branch.passphrase, field)}
             assert demo_person(2)[field] not in opened, f"the old copy still opens the erased {field}"
-        old_wraps = [w for (w,) in _rows(before, "SELECT wrapped FROM keys WHERE customer_id = ? AND wrapped IS NOT NULL",
-                                         erased)]
+        old_wraps = [w[-1] for w in _data_key_wraps(before, erased)]
         assert len(old_wraps) >= 3
         for suffix in ("", "-wal", "-journal"):
             for node, name in ((branch, "branch-a"), (hq, "hq")):
