@@ -434,3 +434,34 @@ def test_customer_key_rotation_leaves_no_old_data_key_in_db_files(
     old_wraps = [k.wrapped for k in customer_rotation.old_keys.values()]
     found = files_holding(cluster.nodes, old_wraps)
     assert not found, f"the shredded data keys of customer {customer_rotation.customer} remain: {found}"
+
+
+# ---------------------------------------------------------------- a customer moving branch
+
+
+def test_a_customer_moved_to_another_branch_opens_there_and_no_longer_at_the_old_one(
+    cluster: Cluster, aio: LoopThread
+) -> None:
+    """HQ re-wraps the keys in the row for the new home group; the old branch's
+    copy of the row then holds no key it can open."""
+    hq, branch_a, branch_b = cluster.hq, cluster.branches["branch-a"], cluster.branches["branch-b"]
+
+    async def scenario() -> tuple[dict[tuple[str, str], RowKey], dict[str, Any]]:
+        (customer,) = await create_customers(cluster, "branch-a", 1, at=branch_a)  # keys made at branch-a
+        await settle(cluster)
+        person = cluster.customers[customer][1]
+        await assert_opens(branch_a, customer, person)
+        before = home_wraps(hq, [(customer, c) for c in sorted(set(CLASSES.values()))])
+        await hq.call("PATCH", f"/customers/{customer}", json={"home_branch": "branch-b"})
+        cluster.customers[customer] = ("branch-b", person)
+        await settle(cluster)
+        await assert_opens(branch_b, customer, person)
+        await assert_opens(hq, customer, person)
+        return before, await branch_a.call("GET", f"/customers/{customer}")
+
+    before, at_a = aio.run(scenario(), timeout=120)
+    assert sorted(at_a["unavailable"]) == sorted(SEALED_FIELDS), "the old branch opens nothing of it any more"
+    after = home_wraps(branch_b, list(before))
+    assert set(after) == set(before)
+    for where, key in after.items():
+        assert (key.group, key.key_version) == ("branch-b", before[where].key_version), where
