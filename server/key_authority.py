@@ -257,7 +257,9 @@ class KeyAuthority:
         edits += [Edit("keys", k["row_id"], "deleted", "set", True) for k in keys if not k["deleted"]]
         edits += [Edit("results", r["row_id"], "deleted", "set", True) for r in results]
         await self.store.write_local(edits)
-        pairs = sorted({(k["scope_group"], k["field_class"]) for k in keys} | {(w.group, w.field_class) for w in in_row})
+        pairs = sorted(
+            {(k["scope_group"], k["field_class"]) for k in keys} | {(w.group, w.field_class) for w in in_row}
+        )
         rotations = [await self.rotate_scope_key(g, c) for g, c in pairs]
         await flush_wal(self.store)
         log.info(

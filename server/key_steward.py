@@ -211,9 +211,8 @@ class KeySteward:
             newest[wrap.field_class] = max(newest.get(wrap.field_class, 0), wrap.key_version)
         for cls, version in newest.items():
             mine = [w for w in wraps if w.field_class == cls and w.key_version == version]
-            in_row = any(w.record is None and w.group == home for w in mine)
-            have = {w.group for w in mine if w.record is not None}
-            missing = [g for g in sorted(customer_groups(row, self.hq)) if (g == home and not in_row) or (g != home and g not in have)]
+            placed = {(w.group, w.record is None) for w in mine}  # (group, carried in the row)
+            missing = [g for g in sorted(customer_groups(row, self.hq)) if (g, g == home) not in placed]
             if not missing:
                 continue
             key = None
