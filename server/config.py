@@ -72,9 +72,12 @@ class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A node enrolled below this one (HQ's registry).
 
-    ``classes``: the PII field classes whose keys it receives (a partner without
-    ``identity`` can never open an ID number, even from a copy of its own files);
-    ``lookups``: whether it receives the blind-index key (screen pop, duplicates);
+    ``classes``: the PII field classes whose keys it may receive under its
+    contract (a partner without ``identity`` can never open an ID number, even
+    from a copy of its own files); ``lookups``: whether it may receive the
+    blind-index key (screen pop, duplicates). Both only narrow what the access
+    policy gives the roles at its kind of site (`server.policy.NodeScope`);
+    they never widen it.
     ``campaigns``: a partner's contracted campaign ids (its tasks; see
     sites/policy.toml); ``user``: the user a mobile device belongs to (its rows).
     """
@@ -100,6 +103,8 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     #: a partner's contracted campaign ids (its own copy of its registry entry's)
     campaigns: list[RowId] = []
+    #: the access policy (sites/policy.toml's format), relative to this file
+    policy: str = "policy.toml"
     #: where the file was read from (set by `load_site`)
     path: str = ""
 
@@ -111,6 +116,11 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def db_path(self) -> Path:
         return self.data_path / f"{self.node_id}.db"
+
+    @property
+    def policy_path(self) -> Path:
+        base = Path(self.path).parent if self.path else Path.cwd()
+        return (base / self.policy).resolve()
 
     @property
     def keystore_path(self) -> Path:

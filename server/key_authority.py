@@ -1,10 +1,11 @@
 """HQ's part in the key hierarchy: it makes the scope keys, hands them to the
 nodes of each group, rotates them, and erases customers by shredding their keys.
 
-Who gets what comes from HQ's registry (``[[nodes]]`` in its site config): a node
-belongs to its own scope group and receives the scope keys of the field classes
-its entry grants (``classes``), and the blind-index key if ``lookups`` is set.
-HQ keeps every scope key in its own keystore.
+Who gets what comes from the access policy and HQ's registry (``[[nodes]]`` in
+its site config): a node belongs to its own scope group and receives the scope
+keys of the field classes the roles at its kind of site read (`grants`), less any
+its registry entry's contract leaves out (``classes``, ``lookups``). HQ keeps
+every scope key in its own keystore.
 
 No web framework here: routes and the CLI call it.
 """
@@ -21,6 +22,7 @@ from crypto.errors import UnwrapError
 from crypto.keys import ScopeKey, new_key
 from crypto.seal import FieldContext, open_field, seal_field, sealed_key_version
 from server.config import NodeEntry, SiteConfig
+from server.policy import Policy
 from server.keyring import (
     CUSTOMER_PII,
     INDEX_CLASS,
@@ -102,25 +104,29 @@ class ErasureReport(msgspec.Struct, frozen=True):
     rotations: list[RotationReport]
 
 
-def grants(entry: NodeEntry) -> frozenset[str]:
-    """The key classes a registry entry grants its node."""
-    return frozenset(entry.classes) | ({INDEX_CLASS} if entry.lookups else frozenset())
+def grants(entry: NodeEntry, policy: Policy) -> frozenset[str]:
+    """The key classes a node receives: those its policy scope needs, within its
+    registry entry's contract."""
+    contract = frozenset(entry.classes) | ({INDEX_CLASS} if entry.lookups else frozenset())
+    return policy.node_scope(entry).key_classes & contract
 
 
-def scope_for(config: SiteConfig, node_id: str) -> PeerScope | None:
+def scope_for(config: SiteConfig, policy: Policy, node_id: str) -> PeerScope | None:
     """The scope HQ serves to a downstream node (None: not in the registry)."""
     for entry in config.nodes:
         if entry.node_id == node_id:
-            return PeerScope(node=node_id, groups=frozenset({node_id}), classes=grants(entry))
+            return PeerScope(node=node_id, groups=frozenset({node_id}), classes=grants(entry, policy))
     return None
 
 
 class KeyAuthority:
     """HQ's key operations over its keyring and registry."""
 
-    def __init__(self, keyring: Keyring, config: SiteConfig) -> None:
+    def __init__(self, keyring: Keyring, config: SiteConfig, policy: Policy) -> None:
         self.keyring = keyring
         self.config = config
+        #: the access policy in force (the node swaps in a reloaded one)
+        self.policy = policy
         self.store = keyring.store
         self.keystore = keyring.keystore
 
@@ -163,7 +169,7 @@ class KeyAuthority:
                 entry = self._entry(record.node_id)
             except NotInRegistryError:
                 continue
-            if field_class not in grants(entry):
+            if field_class not in grants(entry, self.policy):
                 continue
             if group != INDEX_GROUP and group != record.node_id:
                 continue
@@ -183,7 +189,7 @@ class KeyAuthority:
         await self.store.set_node_keys(
             public.node_id, key_version=public.key_version, sign_pub=public.sign_pub, kem_pub=public.kem_pub
         )
-        classes = grants(entry)
+        classes = grants(entry, self.policy)
         edits: list[Edit] = []
         issued = []
         for key in self.keystore.scope_keys():

@@ -11,8 +11,9 @@ import logging
 import os
 
 from crypto.keystore import Keystore, create_keystore, open_keystore
-from server.config import SiteConfig
+from server.config import ConfigError, SiteConfig
 from server.key_authority import KeyAuthority, scope_for
+from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
 from server.keyring import Keyring
 from server.sessions import Authenticator
@@ -35,9 +36,26 @@ def keystore_cost() -> int:
     return int(os.environ.get(KDF_COST_ENV, str(2**15)))
 
 
+def load_node_policy(config: SiteConfig) -> Policy:
+    """The access policy the config names, checked against its registry (a mobile
+    node's entry needs its user); raises `ConfigError` naming what is wrong."""
+    try:
+        policy = load_policy(config.policy_path)
+        for entry in config.nodes:
+            policy.node_scope(entry)
+        if config.role != "hq":
+            policy.node_scope(config)
+    except PolicyError as exc:
+        raise ConfigError(config.path or str(config.policy_path), exc.message) from None
+    except NodeScopeError as exc:
+        raise ConfigError(config.path, exc.message) from None
+    return policy
+
+
 async def init_node(config: SiteConfig, passphrase: str) -> SqliteStore:
     """Create the node's keystore and database, and enroll the nodes its config
     lists. At HQ, also make the scope keys of every group."""
+    policy = load_node_policy(config)
     config.data_path.mkdir(parents=True, exist_ok=True)
     keystore = create_keystore(config.keystore_path, config.node_id, passphrase, n=keystore_cost())
     store = await SqliteStore.create(
@@ -45,7 +63,7 @@ async def init_node(config: SiteConfig, passphrase: str) -> SqliteStore:
     )
     await enroll_listed(store, config)
     if config.role == "hq":
-        await KeyAuthority(Keyring(store, keystore, hq=config.node_id), config).ensure_scope_keys()
+        await KeyAuthority(Keyring(store, keystore, hq=config.node_id), config, policy).ensure_scope_keys()
     return store
 
 
@@ -59,13 +77,15 @@ async def enroll_listed(store: SqliteStore, config: SiteConfig) -> None:
 class Node:
     """Everything one node runs, opened from its config."""
 
-    def __init__(self, config: SiteConfig, store: SqliteStore, keystore: Keystore) -> None:
+    def __init__(self, config: SiteConfig, store: SqliteStore, keystore: Keystore, policy: Policy) -> None:
         self.config = config
         self.store = store
+        #: the access policy in force; `reload_policy` swaps in a new one
+        self.policy = policy
         self.hq = config.node_id if config.role == "hq" else config.upstream.node_id  # type: ignore[union-attr]
         self.keyring = Keyring(store, keystore, hq=self.hq)
         #: HQ only: makes, hands out and rotates scope keys; erases customers
-        self.authority = KeyAuthority(self.keyring, config) if config.role == "hq" else None
+        self.authority = KeyAuthority(self.keyring, config, policy) if config.role == "hq" else None
         self.steward = KeySteward(self.keyring, is_hq=config.role == "hq", hq=self.hq)
         #: sign-in, sessions and token checks for the users this node holds
         self.auth = Authenticator(store, keystore, config)
@@ -76,7 +96,7 @@ class Node:
                 max_push_changes=max(config.sync.push_limit, 20_000),
                 max_page_changes=max(config.sync.page_limit, 20_000),
             ),
-            scope_for=lambda peer: scope_for(config, peer),
+            scope_for=lambda peer: scope_for(config, self.policy, peer),
         )
         self.transport: HttpTransport | None = None
         self.replicator: Replicator | None = None
@@ -100,19 +120,31 @@ class Node:
     async def open(cls, config: SiteConfig, passphrase: str) -> Node:
         """Open the node's keystore and store (made by `outpost init`); re-reads the
         config's registry. Raises `KeystoreError` (missing file, wrong passphrase)."""
+        policy = load_node_policy(config)
         keystore = open_keystore(config.keystore_path, passphrase)
         store = await SqliteStore.open(
             config.db_path, node_id=config.node_id, clock=Clock(wall_clock_ms, config.sync.max_drift_ms)
         )
         try:
             await enroll_listed(store, config)
-            node = cls(config, store, keystore)
+            node = cls(config, store, keystore, policy)
             if node.authority is not None:
                 await node.authority.ensure_scope_keys()  # groups added to the registry since
         except BaseException:
             await store.close()
             raise
         return node
+
+    def reload_policy(self) -> Policy:
+        """Read the policy file again and put it in force; raises `ConfigError`
+        (and changes nothing) when the file is bad. No data is touched here: what
+        the new policy hides or shows takes effect on the next request and sync."""
+        policy = load_node_policy(self.config)
+        self.policy = policy
+        if self.authority is not None:
+            self.authority.policy = policy
+        log.info("policy.reloaded", extra={"roles": len(policy.roles)})
+        return policy
 
     def start_replication(self) -> None:
         """Sync with the upstream in the background until `close`."""

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -52,6 +53,10 @@ os.environ.setdefault(PASSPHRASE_ENV, "correct horse battery staple")
 ENROLLED_BRANCHES = ("branch-1", "branch-2", "branch-3", "branch-4")
 #: a phone enrolled below branch-1 (so branch-1 may forward its register writes)
 MOBILE = "branch-1.m1"
+#: the user the phone belongs to (its rows are theirs)
+MOBILE_USER = "am-1"
+#: the repository's access policy, which the test sites use
+POLICY_FILE = Path(__file__).resolve().parent.parent / "sites" / "policy.toml"
 
 
 class LoopThread:
@@ -112,7 +117,8 @@ def write_sites(
     hq = ['node_id = "hq"', 'role = "hq"', "", sync_table]
     for name in branches:
         hq += ["[[nodes]]", f'node_id = "{name}"', 'role = "branch"', 'parent = "hq"', ""]
-    hq += ["[[nodes]]", f'node_id = "{MOBILE}"', 'role = "mobile"', 'parent = "branch-1"', ""]
+    hq += ["[[nodes]]", f'node_id = "{MOBILE}"', 'role = "mobile"', 'parent = "branch-1"', f'user = "{MOBILE_USER}"', ""]
+    shutil.copyfile(POLICY_FILE, base / "policy.toml")  # each config reads policy.toml beside it
     paths = {"hq": base / "hq.toml"}
     paths["hq"].write_text("\n".join(hq))
     for name in branches:

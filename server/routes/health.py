@@ -60,7 +60,7 @@ class HealthController(Controller):
         own digest."""
         store = node.store
         work = [c for c in COLLECTIONS if c not in SCOPED]
-        scope = None if peer is None else scope_for(node.config, peer)
+        scope = None if peer is None else scope_for(node.config, node.policy, peer)
         if peer is not None and scope is None:
             raise NotFoundError("nodes", peer)
         return Digest(

@@ -23,7 +23,8 @@ from crypto.keystore import open_keystore
 from server.app import create_app
 from server.config import AuthConfig, NodeEntry, SiteConfig, UpstreamConfig
 from server.key_authority import scope_for
-from server.node import PASSPHRASE_ENV, init_node
+from server.node import PASSPHRASE_ENV, init_node, load_node_policy
+from tests.conftest import POLICY_FILE
 from server.passwords import PasswordCheck
 from server.users import UserCreate, create_user
 from sync.hlc import Clock
@@ -43,12 +44,12 @@ class Deployment:
         trusted = trusted or {}
         nodes = [NodeEntry(node_id=b, role="branch", parent="hq") for b in ("branch-a", "branch-b")]
         self.configs = {
-            "hq": SiteConfig(node_id="hq", role="hq", data_dir=str(base / "hq"), nodes=nodes,
+            "hq": SiteConfig(node_id="hq", role="hq", data_dir=str(base / "hq"), nodes=nodes, policy=str(POLICY_FILE),
                              auth=AuthConfig(trusted_issuers=trusted.get("hq", []))),
         }
         for branch in ("branch-a", "branch-b"):
             self.configs[branch] = SiteConfig(
-                node_id=branch, role="branch", data_dir=str(base / branch),
+                node_id=branch, role="branch", data_dir=str(base / branch), policy=str(POLICY_FILE),
                 upstream=UpstreamConfig(node_id="hq", url="http://127.0.0.1:9"),
                 auth=AuthConfig(trusted_issuers=trusted.get(branch, [])),
             )
@@ -80,7 +81,8 @@ class Deployment:
         """One in-memory sync round of each branch with HQ."""
         hq = await self.open_store("hq")
         try:
-            responder = Responder(hq, scope_for=lambda peer: scope_for(self.configs["hq"], peer))
+            policy = load_node_policy(self.configs["hq"])
+            responder = Responder(hq, scope_for=lambda peer: scope_for(self.configs["hq"], policy, peer))
             for branch in branches:
                 store = await self.open_store(branch)
                 try:
