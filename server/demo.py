@@ -2,17 +2,25 @@
 
 1. HQ, branch-a and branch-b start (``outpost serve``), each with its own SQLite
    file; branch-b reaches HQ through a link it is about to lose.
-2. HQ seeds the demo customers; both branches sync them down.
+2. HQ seeds the demo customers, half at home in each branch, some contracted to
+   partner-x; each node syncs down exactly what its scope admits
+   (sites/policy.toml): a branch its home customers, partner-x its contracted
+   ones, and only the fields its roles see.
 3. branch-b's link is cut. HQ and branch-b edit the same customers: the same
    field on some (a conflict: the later write wins everywhere), different fields
    on others (both edits survive); branch-a edits too; tags are added and
    removed on both sides (add wins).
-4. The link heals; the branches sync; every node prints the same digest.
-5. Personal information: every customer carries a name, phone, ID number and
-   address, sealed where it was written. Partner-x, contracted for some of them,
-   opens names and phones but never an ID number or address (it holds no key for
-   them). HQ erases one customer; no node can open it any more.
-6. A byte search of every database, WAL, log and the captured sync traffic finds
+4. The link heals; the nodes sync; every node holds exactly what HQ holds of
+   its scope (the same digest).
+5. Scope: HQ moves a customer from branch-b to branch-a: it arrives whole at
+   branch-a, and branch-b purges it and signs a receipt that HQ keeps.
+   partner-x changes a star level it may only read: HQ refuses it and the
+   partner converges back.
+6. Personal information: every customer carries a name, phone, ID number and
+   address, sealed where it was written. Partner-x opens names and phones of its
+   customers and holds no other personal field at all. HQ erases one customer;
+   no node can open it any more.
+7. A byte search of every database, WAL, log and the captured sync traffic finds
    none of the demo's personal information in plaintext.
 """
 
@@ -91,22 +99,25 @@ async def run_demo(*, customers: int = 40, workdir: str | None = None) -> int:
         for n in (a, b, x):
             await n.sync_now()
             await n.sync_now()  # the second round brings keys HQ wrapped after the first
-        console.print(f"seeded {customers} customers with personal information at HQ, sealed there; "
-                      "the branches and partner-x synced them")
+        held = {n.site: (await n.digest())["rows"]["customers"] for n in (a, b, x)}
+        console.print(f"seeded {customers} customers with personal information at HQ, sealed there; each node "
+                      f"synced its scope: branch-a {held['branch-a']}, branch-b {held['branch-b']}, "
+                      f"partner-x {held['partner-x']} customers")
 
         console.rule("cut branch-b off")
         await proxy.cut()
-        k = max(2, customers // 4)
-        same, different = ids[:k], ids[k : 2 * k]
-        for i, row in enumerate(same):  # same field, both sides: HQ writes first, branch-b later
+        mine_b = ids[0::2]  # branch-b's customers
+        k = max(2, len(mine_b) // 3)
+        same, different = mine_b[:k], mine_b[k : 2 * k]
+        for row in same:  # same field, both sides: HQ writes first, branch-b later
             await hq.call("PATCH", f"/customers/{row}", json={"star_level": 7, "tags_remove": ["demo"]})
         await asyncio.sleep(0.01)
-        for i, row in enumerate(same):
+        for row in same:
             await b.call("PATCH", f"/customers/{row}", json={"star_level": 3, "tags_add": ["callback"]})
         for row in different:  # different fields: both survive
             await hq.call("PATCH", f"/customers/{row}", json={"segment": "platinum"})
             await b.call("PATCH", f"/customers/{row}", json={"assigned_agent": "agent-b9"})
-        await a.call("PATCH", f"/customers/{ids[-1]}", json={"arpu_fen": 19_900})
+        await a.call("PATCH", f"/customers/{ids[-1]}", json={"tags_add": ["vip"]})
         await a.sync_now()
         try:
             await b.sync_now()
@@ -119,41 +130,23 @@ async def run_demo(*, customers: int = 40, workdir: str | None = None) -> int:
 
         console.rule("heal the link")
         await proxy.heal()
-        reports = {}
-        for _ in range(2):  # branch-b's changes reach HQ, then branch-a
-            for n in (b, a, x):
-                r = await n.sync_now()
-                prev = reports.get(n.site, {"pushed": 0, "pulled": 0, "conflicts": 0})
-                reports[n.site] = {k2: prev[k2] + r[k2] for k2 in prev}
-
-        digests = {n.site: await n.digest() for n in nodes}
-        card_same = {n.site: await n.call("GET", f"/customers/{same[0]}") for n in nodes}
-        card_diff = {n.site: await n.call("GET", f"/customers/{different[0]}") for n in nodes}
-        table = Table(title="after healing")
-        for col in ("node", "digest", "customers", "pushed", "pulled", "conflicts"):
-            table.add_column(col)
-        for n in nodes:
-            d = digests[n.site]
-            r = reports.get(n.site, {})
-            table.add_row(n.site, d["digest"][:16], str(d["rows"]["customers"]), str(r.get("pushed", "-")),
-                          str(r.get("pulled", "-")), str(r.get("conflicts", "-")))
-        console.print(table)
+        reports: dict[str, dict[str, int]] = {}
+        await _sync_all((b, a, x), reports)
+        card_same = {n.site: await n.call("GET", f"/customers/{same[0]}") for n in (hq, b)}
+        card_diff = {n.site: await n.call("GET", f"/customers/{different[0]}") for n in (hq, b)}
+        if not await _converged(hq, (a, b, x), reports):
+            return 1
         c = card_same["hq"]
         console.print(f"same field on both sides: star_level = {c['star_level']} everywhere (latest write wins), "
                       f"tags = {c['tags']} (add wins, concurrent remove of 'demo' kept)")
         c = card_diff["hq"]
         console.print(f"different fields: segment = {c['segment']} (HQ) and assigned_agent = {c['assigned_agent']} "
                       f"(branch-b) both kept")
-        converged = len({d["digest"] for d in digests.values()}) == 1
-        keys_match = all([
-            (await hq.digest(peer=n.site))["keys_digest"] == digests[n.site]["keys_digest"] for n in (a, b, x)
-        ])
-        same_cards = all(_public(card_same[n.site]) == _public(card_same["hq"]) for n in nodes)
-        if not (converged and keys_match and same_cards):
-            console.print(f"[bold red]NOT converged (work data {converged}, keys {keys_match}, cards {same_cards})")
+        if _public(card_same["branch-b"]) != _public(card_same["hq"]):
+            console.print("[bold red]branch-b shows another card than HQ")
             return 1
-        console.print(f"[bold green]converged: all {len(nodes)} nodes hold digest {digests['hq']['digest'][:16]}; "
-                      "each branch holds exactly the key records HQ addressed to it")
+        if await _scope(hq, a, b, x, ids, reports) != 0:
+            return 1
         return await _privacy(hq, a, b, x, ids, base)
     finally:
         for n in reversed(nodes):
@@ -164,32 +157,95 @@ async def run_demo(*, customers: int = 40, workdir: str | None = None) -> int:
             shutil.rmtree(base, ignore_errors=True)
 
 
+async def _sync_all(nodes: tuple[NodeProcess, ...], reports: dict[str, dict[str, int]], rounds: int = 2) -> None:
+    for _ in range(rounds):  # one node's changes reach HQ, then the others
+        for n in nodes:
+            r = await n.sync_now()
+            prev = reports.get(n.site, {"pushed": 0, "pulled": 0, "conflicts": 0, "purged": 0})
+            reports[n.site] = {k: prev[k] + r[k] for k in prev}
+
+
+async def _converged(hq: NodeProcess, nodes: tuple[NodeProcess, ...], reports: dict[str, dict[str, int]]) -> bool:
+    """Each node holds what HQ holds of its scope: the same digest of the work data
+    and of the key records HQ addressed to it. Prints the table."""
+    table = Table(title="each node against HQ's copy of its scope")
+    for col in ("node", "digest", "customers", "pushed", "pulled", "conflicts", "purged"):
+        table.add_column(col)
+    ok = True
+    for n in nodes:
+        mine, expected = await n.digest(), await hq.digest(peer=n.site)
+        same = mine["digest"] == expected["digest"] and mine["keys_digest"] == expected["keys_digest"]
+        ok = ok and same
+        r = reports.get(n.site, {})
+        table.add_row(n.site, mine["digest"][:16] + ("" if same else " != " + expected["digest"][:16]),
+                      str(mine["rows"]["customers"]), *(str(r.get(k, "-")) for k in ("pushed", "pulled", "conflicts",
+                                                                                       "purged")))
+    console.print(table)
+    if not ok:
+        console.print("[bold red]NOT converged: a node's copy differs from HQ's copy of its scope")
+        return False
+    console.print("[bold green]converged: every node holds exactly HQ's rows, fields and key records of its scope")
+    return True
+
+
+async def _scope(hq: NodeProcess, a: NodeProcess, b: NodeProcess, x: NodeProcess, ids: list[str],
+                 reports: dict[str, dict[str, int]]) -> int:
+    """Step 5: a customer moves branch; partner-x writes what it may only read."""
+    console.rule("scope")
+    moved = ids[2]  # at home in branch-b
+    await hq.call("PATCH", f"/customers/{moved}", json={"home_branch": "branch-a"})
+    await _sync_all((a, b), reports, rounds=3)  # HQ's key steward re-wraps its keys for branch-a
+    at_a = await a.call("GET", f"/customers/{moved}")
+    gone = await b.client.get(f"/customers/{moved}")
+    receipts = await hq.call("GET", "/purge-receipts", params={"peer": "branch-b"})
+    signed = [r for r in receipts if f"customers/{moved}" in r["rows"] and r["verified"]]
+    console.print(f"HQ moved a customer to branch-a: it opens there ({at_a['unavailable'] == []}); branch-b purged it "
+                  f"(now {gone.status_code}) and signed a receipt HQ keeps ({len(signed)} verified)")
+    if at_a["unavailable"] or gone.status_code != 404 or not signed:
+        console.print("[bold red]the move did not carry scope with it")
+        return 1
+    contracted = ids[0]  # i % 4 == 0: contracted to partner-x
+    before = (await hq.call("GET", f"/customers/{contracted}"))["star_level"]
+    await x.call("PATCH", f"/customers/{contracted}", json={"star_level": 1 if before != 1 else 2})
+    report = await x.sync_now()
+    await x.sync_now()
+    after_x = (await x.call("GET", f"/customers/{contracted}"))["star_level"]
+    after_hq = (await hq.call("GET", f"/customers/{contracted}"))["star_level"]
+    console.print(f"partner-x changed a star level it may only read: HQ refused it ({report['refused_upstream']} "
+                  f"refused) and the partner converged back ({after_x} = {after_hq} at HQ)")
+    if report["refused_upstream"] < 1 or after_x != before or after_hq != before:
+        console.print("[bold red]a refused write did not converge back")
+        return 1
+    return 0
+
+
 def _public(card: dict[str, object]) -> dict[str, object]:
     """A card without its PII (which each node opens only where it holds the keys)."""
     return {k: v for k, v in card.items() if k not in CUSTOMER_PII and k != "unavailable"}
 
 
 async def _privacy(hq: NodeProcess, a: NodeProcess, b: NodeProcess, x: NodeProcess, ids: list[str], base: Path) -> int:
-    """Steps 5 and 6: what the partner opens, an erasure, and the byte search."""
+    """Steps 6 and 7: what the partner opens, an erasure, and the byte search."""
     console.rule("personal information")
     shared = ids[0]  # i % 4 == 0: contracted to partner-x
     at_x = await x.call("GET", f"/customers/{shared}")
     at_a = await a.call("GET", f"/customers/{ids[1]}")
+    absent = [f for f in ("email", "id_number", "address") if at_x[f] is None and f not in at_x["unavailable"]]
     console.print(f"partner-x opens name and phone of its contracted customer ({at_x['name'] is not None}, "
-                  f"{at_x['phone'] is not None}); unavailable there: {', '.join(at_x['unavailable'])}")
-    if at_x["id_number"] is not None or "id_number" not in at_x["unavailable"]:
-        console.print("[bold red]partner-x opened an ID number")
+                  f"{at_x['phone'] is not None}); it holds no {', '.join(absent)} at all")
+    if len(absent) != 3:
+        console.print("[bold red]partner-x holds personal information its policy hides")
         return 1
     found = await a.call("POST", "/customers/lookup", json={"field": "phone", "value": at_a["phone"]})
     console.print(f"branch-a finds a caller by phone through the blind index: {len(found['matches'])} match")
-    erased = ids[2]
+    erased = ids[4]  # at home in branch-b
     report = await hq.call("POST", f"/customers/{erased}/erase", json={"reason": "demo: the person asked"})
     for n in (a, b, x):
         await n.sync_now()
-    cards = [await n.call("GET", f"/customers/{erased}") for n in (hq, a, b)]
+    cards = [await n.call("GET", f"/customers/{erased}") for n in (hq, b)]
     console.print(f"HQ erased one customer: {report['data_keys_shredded']} data keys shredded, "
                   f"{len(report['rotations'])} scope keys rotated; its name now reads "
-                  f"{sorted({str(c['name']) for c in cards})} at hq, branch-a and branch-b")
+                  f"{sorted({str(c['name']) for c in cards})} at hq and at its branch")
     if any(c["name"] is not None or not c["deleted"] for c in cards):
         console.print("[bold red]the erased customer is still readable")
         return 1

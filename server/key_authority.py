@@ -37,7 +37,6 @@ from server.keyring import (
 )
 from sync.edits import Edit
 from sync.schema import FIELD_CLASSES, KeyRef, KeyWrap
-from sync.scope import PeerScope
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +108,6 @@ def grants(entry: NodeEntry, policy: Policy) -> frozenset[str]:
     registry entry's contract."""
     contract = frozenset(entry.classes) | ({INDEX_CLASS} if entry.lookups else frozenset())
     return policy.node_scope(entry).key_classes & contract
-
-
-def scope_for(config: SiteConfig, policy: Policy, node_id: str) -> PeerScope | None:
-    """The scope HQ serves to a downstream node (None: not in the registry)."""
-    for entry in config.nodes:
-        if entry.node_id == node_id:
-            return PeerScope(node=node_id, groups=frozenset({node_id}), classes=grants(entry, policy))
-    return None
 
 
 class KeyAuthority:

@@ -12,10 +12,12 @@ import os
 
 from crypto.keystore import Keystore, create_keystore, open_keystore
 from server.config import ConfigError, SiteConfig
-from server.key_authority import KeyAuthority, scope_for
+from server.key_authority import KeyAuthority
+from server.peer_scopes import scope_for
 from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
 from server.keyring import Keyring
+from server.purge_receipts import purge_hook
 from server.sessions import Authenticator
 from server.transport import HttpTransport
 from sync.hlc import Clock
@@ -111,6 +113,7 @@ class Node:
                 max_body_bytes=config.sync.max_body_bytes,
                 interval_s=config.sync.interval_s,
                 backoff_max_s=config.sync.backoff_max_s,
+                on_purge=purge_hook(lambda: keystore.identity, wall_clock_ms),
             )
         self._stop = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None

@@ -22,7 +22,8 @@ that kind of site may see (``masked`` included: the node needs the value to
 mask it) plus the row's tombstone (a node that holds a row must learn that it
 was deleted or erased); the key classes of those fields, and ``index`` if some
 role there may look up by phone or ID number; and it may write the union of its
-roles' ``write`` fields.
+roles' ``write`` fields, and (a node that is a home group, not a partner) the
+sealed fields it holds, which it re-seals when it rotates a customer's keys.
 
 Row scope rules read only the row they decide on (a task by its own ``site``,
 ``campaign_id`` or ``assignee``, not by its customer's), so a predicate runs on
@@ -462,6 +463,9 @@ class Policy:
         # a customer arrives with the data keys (wrapped for its home group) of the
         # classes the node reads, and a node writing a class's fields may make its
         # key; a partner is no home group: its wraps are `keys` records
+        if rule != "campaigns":  # a home node keeps its customers' keys: it re-seals what it holds
+            writable["customers"] |= fields["customers"] & _CUSTOMER_PII
+            writable["customers"] |= {i for i, base in BLIND_INDEXES.items() if base in writable["customers"]}
         for held in (fields, writable) if rule != "campaigns" else ():
             used = {COLLECTIONS["customers"].fields[name].pii for name in held["customers"]}
             held["customers"] |= {name for name, cls in ROW_KEY_FIELDS.items() if cls in used}

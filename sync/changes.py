@@ -32,13 +32,14 @@ from sync.schema import COLLECTIONS, SCHEMA_VERSION
 
 PROTOCOL_VERSION = 1
 
-CollectionName = Literal["customers", "tasks", "results", "campaigns", "users", "keys"]
+CollectionName = Literal["customers", "tasks", "results", "campaigns", "users", "keys", "purge_receipts"]
 assert set(CollectionName.__args__) == set(COLLECTIONS)  # type: ignore[attr-defined]
 
 FieldName = Annotated[str, Meta(min_length=1, max_length=64)]
 Stamp = Annotated[int, Meta(ge=0, le=(1 << 63) - 1)]
 Seq = Annotated[int, Meta(ge=0)]
 StoreId = Annotated[str, Meta(min_length=1, max_length=64)]
+ScopeFingerprint = Annotated[str, Meta(max_length=64)]
 
 
 class Change(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -69,6 +70,22 @@ class PullRequest(msgspec.Struct, tag="pull", tag_field="kind", frozen=True, kw_
     limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
     #: the requester's own store, so the upstream notices a rebuilt downstream
     node_store_id: StoreId | None = None
+    #: the scope fingerprint of the last page the requester stored (see `ChangesPage.scope`)
+    scope: ScopeFingerprint = ""
+
+
+class RowDrop(msgspec.Struct, frozen=True, array_like=True):
+    """A row the receiver must drop before storing the page's changes.
+
+    ``purge``: the row left the receiver's scope; it deletes the row and its key
+    records, and signs a purge receipt. ``reset``: the upstream refused the
+    receiver's write to the row; it drops the row's states it has already pushed
+    (keeping newer local writes) and gets the row whole again in this run.
+    """
+
+    collection: CollectionName
+    row_id: WireRowId
+    kind: Literal["purge", "reset"]
 
 
 class ChangesPage(msgspec.Struct, tag="changes", tag_field="kind", frozen=True, kw_only=True):
@@ -83,6 +100,11 @@ class ChangesPage(msgspec.Struct, tag="changes", tag_field="kind", frozen=True, 
     high: Seq
     more: bool
     now_ms: Stamp
+    #: rows to drop first (only from an upstream that scopes rows)
+    drops: list[RowDrop] = []
+    #: the fingerprint of the scope this page was cut for; the requester sends it
+    #: back, and a different one makes the upstream rescan every row for it
+    scope: ScopeFingerprint = ""
 
 
 class PushBatch(msgspec.Struct, tag="push", tag_field="kind", frozen=True, kw_only=True):

@@ -191,10 +191,11 @@ def require_known(node: str, known: bool) -> None:
 
 
 def next_pull(
-    node: str, *, store_id: str, peer_store_id: str | None, since: int, cursor: int, limit: int
+    node: str, *, store_id: str, peer_store_id: str | None, since: int, cursor: int, limit: int, scope: str = ""
 ) -> PullRequest:
     return PullRequest(
-        node=node, store_id=peer_store_id, since=since, cursor=cursor, limit=limit, node_store_id=store_id
+        node=node, store_id=peer_store_id, since=since, cursor=cursor, limit=limit, node_store_id=store_id,
+        scope=scope,
     )
 
 

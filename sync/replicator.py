@@ -49,7 +49,7 @@ from sync.errors import (
     VersionMismatchError,
 )
 from sync.protocol import after_page, next_pull, next_push, validate_changes
-from sync.store import ReplicaStore
+from sync.store import PurgeHook, ReplicaStore
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class SyncReport(msgspec.Struct, kw_only=True):
     conflicts: int = 0
     push_batches: int = 0
     pull_pages: int = 0
+    #: rows purged here because they left this node's scope upstream
+    purged: int = 0
 
 
 Progress = Callable[[int, int, int], None]
@@ -113,8 +115,11 @@ class Replicator:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 60.0,
         jitter: Callable[[], float] = random.random,
+        on_purge: PurgeHook | None = None,
     ) -> None:
         self.store = store
+        #: the edits recording rows purged at the upstream's word (a signed receipt)
+        self.on_purge = on_purge
         self.transport = transport
         self.upstream = upstream
         self.page_limit = page_limit
@@ -235,6 +240,7 @@ class Replicator:
                     since=link.pull_since,
                     cursor=link.pull_cursor,
                     limit=self.page_limit,
+                    scope=link.pull_scope,
                 )
                 page = self._expect(await self.transport("pull", encode_frame(request, compress=self.compress)), ChangesPage)
                 if page.node != self.upstream:
@@ -251,8 +257,10 @@ class Replicator:
                     deferred = bool(await store.defer_indexes())
                 since, cursor = after_page(page)
                 applied = await store.apply_pulled(
-                    incoming, peer=self.upstream, peer_store_id=page.store_id, since=since, cursor=cursor
+                    incoming, peer=self.upstream, peer_store_id=page.store_id, since=since, cursor=cursor,
+                    drops=page.drops, scope=page.scope, on_purge=self.on_purge,
                 )
+                report.purged += applied.purged
                 report.pulled += len(page.changes)
                 report.pull_pages += 1
                 report.applied += applied.applied

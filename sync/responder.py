@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, decode_frame, encode_frame
+from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, RowDrop, decode_frame, encode_frame
 from sync.errors import MalformedBatchError
 from sync.protocol import acked_after, check_push, origin_checker, pull_start, require_known, validate_changes
 from sync.scope import PeerScope
@@ -55,6 +55,9 @@ class Responder:
         self.scope_for = scope_for
         #: changes served per peer in the pull run under way
         self._sent: dict[str, int] = {}
+        #: scoped peers: pages served and not yet confirmed by the peer's next pull
+        self._pages: dict[str, list[_Served]] = {}
+        self._serial = 0
 
     async def handle(self, route: Route, body: bytes) -> bytes:
         message, peer_schema = decode_frame(body, max_body_bytes=self.limits.max_body_bytes)
@@ -74,14 +77,31 @@ class Responder:
         high = await store.high_seq()
         since, cursor = pull_start(request, peer_schema, store_id=store.store_id, high=high)
         link = await store.ensure_link(request.node, "downstream")
+        scope = self.scope_for(request.node)
+        scoped = scope is not None and scope.rows is not None
         if request.node_store_id is not None and link.peer_store_id != request.node_store_id:
             # first contact, or the downstream was rebuilt: its numbering starts again
             await store.reset_peer(request.node, request.node_store_id)
+            self._pages.pop(request.node, None)
+        elif scoped:
+            await self._confirm(request.node, request.scope)
+        if scoped and scope is not None and _fingerprint(request.scope) != scope.fingerprint and (since or cursor):
+            # its scope changed since its last page (a policy reload, a new contract):
+            # every row is weighed again, so rows that entered it without changing arrive
+            since = cursor = 0
         limit = min(request.limit, self.limits.max_page_changes)
-        scope = self.scope_for(request.node)
+        owed = await store.owed_drops(request.node, limit=limit) if scoped else []
         page = await store.changes_after(
-            since, cursor, limit=limit, exclude_src=request.node, admit=None if scope is None else scope.admits
+            since, cursor, limit=max(1, limit - len(owed)), exclude_src=request.node,
+            admit=None if scope is None else scope.admits, scope=scope if scoped else None,
         )
+        token = ""
+        if scoped and scope is not None:
+            self._serial += 1
+            token = f"{scope.fingerprint}.{self._serial}"
+            self._pages.setdefault(request.node, []).append(
+                _Served(token, page.entered, page.left, [*owed, *page.drops])
+            )
         # one write per completed run, not per page: serving stays a read
         sent = self._sent.pop(request.node, 0) + len(page.changes)
         if page.more:
@@ -90,7 +110,8 @@ class Responder:
             await store.record_served(request.node, cursor=page.cursor, sent=sent)
         log.info(
             "sync.pull served",
-            extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes)},
+            extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes),
+                   "drops": len(owed) + len(page.drops)},
         )
         return ChangesPage(
             node=store.node_id,
@@ -101,6 +122,23 @@ class Responder:
             high=page.high,
             more=page.more,
             now_ms=store.clock.now_ms(),
+            drops=[*owed, *page.drops],
+            scope=token,
+        )
+
+    async def _confirm(self, peer: str, token: str) -> None:
+        """The peer stored the page it names (and so every page before it): record
+        the rows those pages sent it whole or purged. Pages after it were lost."""
+        served = self._pages.pop(peer, [])
+        done = next((i for i, page in enumerate(served) if page.token == token), None)
+        if done is None or not token:
+            return
+        pages = served[: done + 1]
+        await self.store.confirm_served(
+            peer,
+            entered=[key for page in pages for key in page.entered],
+            left=[key for page in pages for key in page.left],
+            dropped=[drop for page in pages for drop in page.drops],
         )
 
     async def push(self, batch: PushBatch) -> Ack:
@@ -117,6 +155,7 @@ class Responder:
             acked_through=acked[1],
             max_changes=self.limits.max_push_changes,
         )
+        scope = self.scope_for(batch.node)
         incoming = validate_changes(
             batch.changes,
             clock=store.clock,
@@ -130,6 +169,7 @@ class Responder:
             acked_since=acked_since,
             acked_through=acked_through,
             new_store=new_store,
+            scope=scope if scope is not None and scope.rows is not None else None,
         )
         log.info(
             "sync.push applied",
@@ -143,6 +183,11 @@ class Responder:
                 "conflicts": report.conflicts,
             },
         )
+        if report.refused and batch.node in self._pages:
+            # a row the peer owes a drop for is no longer held, whatever a page not yet confirmed said
+            owed = {(batch.changes[r.index].collection, batch.changes[r.index].row_id) for r in report.refused}
+            for page in self._pages[batch.node]:
+                page.entered[:] = [key for key in page.entered if key not in owed]
         for refusal in report.refused:
             change = batch.changes[refusal.index]
             log.warning(
@@ -166,6 +211,19 @@ class Responder:
             now_ms=store.clock.now_ms(),
             conflicts=report.conflicts,
         )
+
+
+class _Served(NamedTuple):
+    """A page served to a scoped peer: what it changes in the peer's copy."""
+
+    token: str
+    entered: list[tuple[str, str]]
+    left: list[tuple[str, str]]
+    drops: list[RowDrop]
+
+
+def _fingerprint(token: str) -> str:
+    return token.partition(".")[0]
 
 
 def _kind(message: object) -> str:

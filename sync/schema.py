@@ -41,7 +41,7 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
@@ -297,6 +297,25 @@ class KeyRecord(msgspec.Struct, kw_only=True):
     deleted: Deleted = False
 
 
+#: one purged row, as a receipt lists it: ``collection/row_id``
+PurgedRow = Annotated[str, Meta(min_length=3, max_length=100, pattern=r"^[a-z_]+/[0-9A-Za-z-]+$")]
+
+
+class PurgeReceipt(msgspec.Struct, kw_only=True):
+    """A node's signed statement that it purged rows that left its scope, with
+    their keys; kept at HQ as evidence (PIPL Art. 21). Travels up only. The
+    signature (Ed25519, the node's identity key ``key_version``) covers
+    `server.purge_receipts.signed_bytes` of the other fields."""
+
+    node: Annotated[NodeIdStr | None, _m("append_only")] = None
+    purged_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
+    rows: Annotated[list[PurgedRow], _m("append_only", max_length=50_000)] = []
+    keys_purged: Annotated[int, _m("append_only", ge=0)] = 0
+    key_version: Annotated[KeyVersion | None, _m("append_only")] = None
+    signature: Annotated[Annotated[bytes, Meta(max_length=128)] | None, _m("append_only")] = None
+    deleted: Deleted = False
+
+
 # ---------------------------------------------------------------- derivation
 
 #: A dot: the (HLC stamp, origin node) of one add to a set.
@@ -533,6 +552,7 @@ COLLECTIONS: dict[str, CollectionSpec] = derive_collections(
         "campaigns": Campaign,
         "users": User,
         "keys": KeyRecord,
+        "purge_receipts": PurgeReceipt,
     }
 )
 

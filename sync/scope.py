@@ -1,11 +1,24 @@
-"""What an upstream sends a peer: a predicate over stored rows.
+"""What an upstream sends a peer, and what it takes from it: a predicate over stored rows.
 
 The upstream computes scope (DESIGN.md, Sync): a node receives only what its
-scope admits. `PeerScope` covers key distribution: a scope key travels only to
-the node it is wrapped for, a customer's data keys and the scope-key epochs only
-to the nodes of their scope group that are granted their field class. A user row
-travels only to the node of its site. The access work extends it to customers,
-tasks and results.
+scope admits. `PeerScope` holds the peer's scope as the upstream's policy gives
+it, as plain data and one row predicate, so this library stays free of policy:
+
+* key distribution: a scope key travels only to the node it is wrapped for, a
+  customer's data keys and the scope-key epochs only to the nodes of their scope
+  group that are granted their field class. A user row travels only to the node
+  of its site.
+* row scope (``rows``): for the collections it governs, the rows the peer may
+  hold, decided on the values of a few fields (``reads``); and of those rows
+  only the ``fields`` present at the peer (the others are absent there, never
+  null). A row entering the scope is sent whole, a row leaving it is purged at
+  the peer (`sync.changes.RowDrop`).
+* writes (``writable``): the fields of a governed row the peer may change; any
+  other change it pushes is refused at merge and answered so the peer converges
+  back.
+
+``fingerprint`` names the scope's current shape; when it changes (a policy
+reload, a new contract) the upstream rescans every row for the peer.
 """
 
 from __future__ import annotations
@@ -15,11 +28,14 @@ from typing import Any
 
 import msgspec
 
-from sync.schema import KeyRef
+from sync.merge import materialize
+from sync.schema import COLLECTIONS, KeyRef
 
 #: (collection, the row's stored field states by name; each state's [0] is its
 #: canonical msgpack value) -> whether the peer may receive the row
 RowFilter = Callable[[str, Mapping[str, Sequence[Any]]], bool]
+#: (collection, the plain values of the fields the rule reads) -> whether the row is in scope
+RowRule = Callable[[str, Mapping[str, Any]], bool]
 
 _decode = msgspec.msgpack.decode
 _decode_ref = msgspec.msgpack.Decoder(KeyRef).decode
@@ -30,20 +46,53 @@ def _value(doc: Mapping[str, Sequence[Any]], name: str) -> Any:
     return None if entry is None else _decode(entry[0])
 
 
-class PeerScope(msgspec.Struct, frozen=True):
+def rule_values(collection: str, doc: Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, Any]:
+    """The plain values of ``names`` in a stored row (absent fields: their default)."""
+    fields = COLLECTIONS[collection].fields
+    out: dict[str, Any] = {}
+    for name in names:
+        spec = fields[name]
+        entry = doc.get(name)
+        out[name] = spec.default if entry is None else materialize(spec, entry[0])
+    return out
+
+
+class PeerScope(msgspec.Struct, frozen=True, kw_only=True):
     """The scope of one downstream node.
 
     ``groups``: the scope groups it belongs to (None: all, as for a second HQ);
-    ``classes``: the key classes its policy grants (PII field classes, ``index``).
+    ``classes``: the key classes its policy grants (PII field classes, ``index``);
+    ``rows``: the row rule of the collections it governs (``reads`` names the
+    fields the rule decides on, per collection; None: every row of every
+    collection); ``fields``/``writable``: per governed collection, the fields
+    present at the peer and those it may change.
     """
 
     node: str
     groups: frozenset[str] | None
     classes: frozenset[str]
+    rows: RowRule | None = None
+    reads: Mapping[str, tuple[str, ...]] = {}
+    fields: Mapping[str, frozenset[str]] = {}
+    writable: Mapping[str, frozenset[str]] = {}
+    fingerprint: str = ""
+
+    def governs(self, collection: str) -> bool:
+        """Whether the row rule decides which rows of ``collection`` the peer holds."""
+        return self.rows is not None and collection in self.reads
+
+    def admits_row(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
+        """Whether a governed row (its stored states) is in the peer's scope."""
+        assert self.rows is not None
+        return self.rows(collection, rule_values(collection, doc, self.reads[collection]))
 
     def admits(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
+        if self.governs(collection):
+            return self.admits_row(collection, doc)
         if collection == "users":  # a user signs in at the nodes of its site
             return self.groups is None or _value(doc, "site") == self.node
+        if collection == "purge_receipts":  # evidence for HQ: travels up only
+            return self.groups is None
         if collection != "keys":
             return True
         entry = doc.get("ref")
@@ -55,3 +104,10 @@ class PeerScope(msgspec.Struct, frozen=True):
         if self.groups is not None and ref.scope_group not in self.groups and ref.scope_group != "*":
             return False
         return ref.field_class in self.classes
+
+    def present(self, collection: str) -> frozenset[str] | None:
+        """The fields of ``collection`` present at the peer (None: all of them)."""
+        return self.fields.get(collection) if self.governs(collection) else None
+
+    def may_write(self, collection: str, field: str) -> bool:
+        return not self.governs(collection) or field in self.writable.get(collection, ())

@@ -100,16 +100,35 @@ def aio() -> Iterator[LoopThread]:
 # ---------------------------------------------------------------- site configs
 
 
+def full_replica_policy() -> str:
+    """A policy under which every node holds and may write every row and field:
+    for the tests of sync itself (convergence under partitions, crashes), which
+    have every node edit a shared pool. Scoped replication has its own tests,
+    under the repository's policy."""
+    from server.policy import GOVERNED
+    from sync.schema import COLLECTIONS
+
+    lines = ["version = 1", "[node_rows]", *(f'{kind} = "all"' for kind in ("hq", "branch", "partner", "mobile"))]
+    for role, sites, rows in (("hq_admin", '["hq"]', "all"), ("supervisor", '["branch", "partner", "mobile"]', "site")):
+        lines += [f"[roles.{role}]", f"sites = {sites}", f'rows = "{rows}"']
+        for collection in GOVERNED:
+            fields = ", ".join(f'"{name}"' for name in COLLECTIONS[collection].fields)
+            lines += [f"[roles.{role}.{collection}]", f"write = [{fields}]"]
+    return "\n".join(lines) + "\n"
+
+
 def write_sites(
     base: Path,
     *,
     branches: tuple[str, ...] = ENROLLED_BRANCHES,
     sync: dict[str, Any] | None = None,
+    policy: str = "replica",
 ) -> dict[str, Path]:
     """Write ``hq.toml`` (enrolling ``branches`` and `MOBILE`) and one config per branch.
 
     ``sync`` sets keys of every config's ``[sync]`` table. Ports, data dirs and
-    the upstream URL are given on the command line by `ClusterNode`.
+    the upstream URL are given on the command line by `ClusterNode`. ``policy``:
+    ``replica`` (`full_replica_policy`) or ``sites`` (the repository's).
     """
     base.mkdir(parents=True, exist_ok=True)
     settings = {"interval_s": 0.5, "backoff_max_s": 1.0, "timeout_s": 20.0, **(sync or {})}
@@ -118,7 +137,11 @@ def write_sites(
     for name in branches:
         hq += ["[[nodes]]", f'node_id = "{name}"', 'role = "branch"', 'parent = "hq"', ""]
     hq += ["[[nodes]]", f'node_id = "{MOBILE}"', 'role = "mobile"', 'parent = "branch-1"', f'user = "{MOBILE_USER}"', ""]
-    shutil.copyfile(POLICY_FILE, base / "policy.toml")  # each config reads policy.toml beside it
+    # each config reads policy.toml beside it
+    if policy == "sites":
+        shutil.copyfile(POLICY_FILE, base / "policy.toml")
+    else:
+        (base / "policy.toml").write_text(full_replica_policy())
     paths = {"hq": base / "hq.toml"}
     paths["hq"].write_text("\n".join(hq))
     for name in branches:
@@ -178,10 +201,10 @@ class ClusterNode(NodeProcess):
 class Cluster:
     """HQ and branches (some behind link proxies), all sharing one operator token."""
 
-    def __init__(self, workdir: Path, *, sync: dict[str, Any] | None = None) -> None:
+    def __init__(self, workdir: Path, *, sync: dict[str, Any] | None = None, policy: str = "replica") -> None:
         self.workdir = workdir
         self.token = secrets.token_urlsafe(24)
-        self.configs = write_sites(workdir / "sites", sync=sync)
+        self.configs = write_sites(workdir / "sites", sync=sync, policy=policy)
         self.hq = ClusterNode("hq", self.configs["hq"], workdir, token=self.token)
         self.branches: dict[str, ClusterNode] = {}
         self.proxies: dict[str, LinkProxy] = {}
@@ -254,7 +277,7 @@ def make_cluster(tmp_path: Path, aio: LoopThread) -> Iterator[ClusterFactory]:
     """``await make_cluster(branches=3, proxied=True)``: HQ and branches, started.
 
     ``branches`` may be a count or names; ``sync`` sets ``[sync]`` keys of every
-    config; ``start=False`` returns the cluster with only HQ running (add and
+    config; ``policy`` as in `write_sites`; ``start=False`` returns the cluster with only HQ running (add and
     start branches with `Cluster.branch` and `Cluster.start_branches`).
     """
     clusters: list[Cluster] = []
@@ -267,9 +290,10 @@ def make_cluster(tmp_path: Path, aio: LoopThread) -> Iterator[ClusterFactory]:
         sync_interval_s: float = 0.5,
         branch_args: tuple[str, ...] = (),
         start: bool = True,
+        policy: str = "replica",
     ) -> Cluster:
         workdir = tmp_path / f"cluster{len(clusters)}"
-        cluster = Cluster(workdir, sync=sync)
+        cluster = Cluster(workdir, sync=sync, policy=policy)
         clusters.append(cluster)
         names = ENROLLED_BRANCHES[:branches] if isinstance(branches, int) else branches
         await cluster.start_hq()

@@ -11,14 +11,14 @@ from litestar.params import Parameter
 from server.auth import require_admin
 from server.deps import NodeDep
 from server.errors import NotFoundError
-from server.key_authority import scope_for
+from server.peer_scopes import scope_for
 from sync.ids import NODE_ID_PATTERN
 from sync.schema import COLLECTIONS
 from server.status import NodeStatus, node_status
 
 
 #: collections each node holds its own part of (digested apart from the work data)
-SCOPED = ("keys", "users")
+SCOPED = ("keys", "users", "purge_receipts")
 
 
 class Health(msgspec.Struct):
@@ -28,7 +28,8 @@ class Health(msgspec.Struct):
 
 class Digest(msgspec.Struct):
     node_id: str
-    #: the work data (every collection but keys and users): equal on converged nodes
+    #: the work data (every collection but keys, users and purge receipts): equal on
+    #: converged nodes; at HQ with ``peer``, the rows and fields that peer's scope admits
     digest: str
     #: the key records: this node's, or at HQ with ``peer``, those that peer's scope admits
     keys_digest: str
@@ -65,7 +66,7 @@ class HealthController(Controller):
             raise NotFoundError("nodes", peer)
         return Digest(
             node_id=store.node_id,
-            digest=await store.digest(work),
+            digest=await store.digest(work, scope=scope),
             keys_digest=await store.digest(["keys"], admit=None if scope is None else scope.admits),
             rows=await store.counts(),
             users_digest=await store.digest(["users"], admit=None if scope is None else scope.admits),

@@ -7,15 +7,21 @@ store for HQ can implement the same protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
 import msgspec
 
-from sync.changes import Change, RefusedChange
+from sync.changes import Change, RefusedChange, RowDrop
 from sync.edits import Edit
 from sync.hlc import Clock
 from sync.protocol import Incoming
-from sync.scope import RowFilter
+from sync.scope import PeerScope, RowFilter
+
+
+#: (purged rows as ``collection/row_id``, key records purged with them) -> the
+#: edits that record the purge (a signed receipt), stored in its transaction
+PurgeHook = Callable[[list[str], int], list[Edit]]
 
 
 class ApplyReport(msgspec.Struct, frozen=True):
@@ -30,6 +36,8 @@ class ApplyReport(msgspec.Struct, frozen=True):
     refused: list[RefusedChange]
     seq: int
     conflicts: int = 0
+    #: rows purged at an upstream's word (they left this node's scope)
+    purged: int = 0
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -43,6 +51,11 @@ class Page(msgspec.Struct, frozen=True):
     cursor: int
     high: int
     more: bool
+    #: scoped peers: rows to drop at the peer, and the governed rows the page
+    #: sends whole (entering its copy) or purges (leaving it)
+    drops: list[RowDrop] = []
+    entered: list[tuple[str, str]] = []
+    left: list[tuple[str, str]] = []
 
 
 class LinkState(msgspec.Struct, kw_only=True):
@@ -63,6 +76,8 @@ class LinkState(msgspec.Struct, kw_only=True):
     last_error_ms: int | None = None
     changes_in: int = 0
     changes_out: int = 0
+    #: the scope fingerprint of the last page pulled from this (upstream) peer
+    pull_scope: str = ""
 
 
 class NodeRecord(msgspec.Struct, frozen=True):
@@ -146,7 +161,8 @@ class ReplicaStore(Protocol):
     async def write_local(self, edits: list[Edit]) -> list[Change]: ...
 
     async def apply_pulled(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, since: int, cursor: int
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, since: int, cursor: int,
+        drops: list[RowDrop] | None = None, scope: str = "", on_purge: PurgeHook | None = None,
     ) -> ApplyReport: ...
 
     async def apply_pushed(
@@ -158,11 +174,20 @@ class ReplicaStore(Protocol):
         acked_since: int,
         acked_through: int,
         new_store: bool = False,
+        scope: PeerScope | None = None,
     ) -> ApplyReport: ...
 
     async def changes_after(
-        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None
+        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None,
+        scope: PeerScope | None = None,
     ) -> Page: ...
+
+    async def owed_drops(self, peer: str, *, limit: int) -> list[RowDrop]: ...
+
+    async def confirm_served(
+        self, peer: str, *, entered: Iterable[tuple[str, str]], left: Iterable[tuple[str, str]],
+        dropped: Iterable[RowDrop] = (),
+    ) -> None: ...
 
     async def high_seq(self) -> int: ...
 
@@ -218,6 +243,7 @@ class ReplicaStore(Protocol):
 
     async def set_node_keys(self, node_id: str, *, key_version: int, sign_pub: bytes, kem_pub: bytes) -> None: ...
 
-    async def digest(self, collections: list[str] | None = None, *, admit: RowFilter | None = None) -> str: ...
+    async def digest(self, collections: list[str] | None = None, *, admit: RowFilter | None = None,
+                     scope: PeerScope | None = None) -> str: ...
 
     async def counts(self) -> dict[str, int]: ...

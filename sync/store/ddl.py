@@ -99,6 +99,29 @@ CREATE TABLE auth_devices (
 """
 
 
+#: What an upstream knows of each downstream's scoped copy, never replicated:
+#: the governed rows it holds (confirmed by its next pull), and the rows it must
+#: drop (`sync.changes.RowDrop`) that it has not yet confirmed.
+SCOPE_TABLES = """
+CREATE TABLE peer_rows (
+    peer        TEXT NOT NULL,
+    collection  TEXT NOT NULL,
+    row_id      TEXT NOT NULL,
+    PRIMARY KEY (peer, collection, row_id)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE peer_drops (
+    peer        TEXT NOT NULL,
+    collection  TEXT NOT NULL,
+    row_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('purge', 'reset')),
+    PRIMARY KEY (peer, collection, row_id)
+) WITHOUT ROWID, STRICT;
+
+ALTER TABLE links ADD COLUMN pull_scope TEXT NOT NULL DEFAULT '';
+"""
+
+
 def _sql_literal(column: Column) -> str:
     if column.member is not None:
         return "NULL"
@@ -147,6 +170,8 @@ def column_value(spec: FieldSpec, value: object) -> object:
     a Struct-valued field)."""
     if spec.merge == "add_wins_set":
         return json.dumps(sorted(value), ensure_ascii=False)  # type: ignore[call-overload]
+    if isinstance(value, list):  # a JSON array, in order
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return int(value)
     return value

@@ -14,7 +14,7 @@ import aiosqlite
 import msgspec
 
 from sync.schema import COLLECTIONS, KeyRef, KeyWrap
-from sync.store.ddl import AUTH_TABLES, _sql_literal, collection_table, column_index, schema_ddl
+from sync.store.ddl import AUTH_TABLES, SCOPE_TABLES, _sql_literal, collection_table, column_index, schema_ddl
 
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[tuple[int, str, Step]] = []
@@ -81,6 +81,13 @@ async def _auth_tables(conn: aiosqlite.Connection) -> None:
     # the users columns added with it (password_hash, tokens_valid_after_ms) and
     # the username index come from `add_missing_columns`, like any new field
     for statement in AUTH_TABLES.split(";"):
+        if statement.strip():
+            await conn.execute(statement)
+
+
+@migration(5, "scoped replication: the rows each downstream holds, drops it owes, the upstream's scope")
+async def _scope_tables(conn: aiosqlite.Connection) -> None:
+    for statement in SCOPE_TABLES.split(";"):
         if statement.strip():
             await conn.execute(statement)
 

@@ -31,6 +31,7 @@ import heapq
 import json
 import os
 import time
+import typing
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -39,15 +40,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 import msgspec
 
-from sync.changes import Change, RefusedChange
+from sync.changes import Change, RefusedChange, RowDrop
 from sync.edits import Edit, edit_state, spec_of
 from sync.hlc import Clock
 from sync.ids import new_ulid
 from sync.merge import Applied, FieldState, Refused, materialize, merge_for
 from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, SCHEMA_VERSION, Column, FieldSpec
-from sync.scope import RowFilter
-from sync.store import ApplyReport, DeviceRecord, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
+from sync.scope import PeerScope, RowFilter
+from sync.store import ApplyReport, DeviceRecord, PurgeHook, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
 from sync.store.ddl import column_index, column_value, member_columns
 from sync.store.errors import (
     StoreBusyError,
@@ -272,17 +273,7 @@ class SqliteStore:
             self.clock.last = max(self.clock.last, hlc_high)
             stamp = self.clock.send()
             batch = await self._load([(s.collection, e.row_id) for s, e in zip(specs, edits)])
-            for spec, edit in zip(specs, edits):
-                key = (spec.collection, edit.row_id)
-                if spec.secret and _tombstoned(batch.docs[key]):
-                    continue  # a deleted row holds no secrets
-                entry = batch.docs[key].get(spec.name)
-                cur = None if entry is None else FieldState(entry[0], entry[1], entry[2])
-                new = edit_state(spec, cur, edit, stamp, self.node_id)
-                if new is not cur:
-                    self._stage(batch, key, spec, new, "", _UNDECODED)
-                    if spec.secret and cur is not None:
-                        batch.retired += 1
+            self._stage_edits(batch, specs, edits, stamp)
             self._shred(batch)
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, stamp)
@@ -301,12 +292,17 @@ class SqliteStore:
         return changes
 
     async def apply_pulled(
-        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, since: int, cursor: int
+        self, incoming: list[Incoming], *, peer: str, peer_store_id: str, since: int, cursor: int,
+        drops: list[RowDrop] | None = None, scope: str = "", on_purge: PurgeHook | None = None,
     ) -> ApplyReport:
         """Merge a page pulled from ``peer`` and move the pull cursor, in one transaction.
 
         Local states not yet pushed (numbered after the push ``since``) that the
-        page meets with another value count as conflicts.
+        page meets with another value count as conflicts. The page's ``drops``
+        go first: a purged row is deleted with its key records, and ``on_purge``
+        gives the edits that record it (a signed receipt), stored in the same
+        transaction; a reset row keeps only its states not yet pushed.
+        ``scope`` is the page's scope fingerprint, kept with the cursor.
         """
         link = await self.link(peer)
         unseen_after = link.push_since if link is not None else 0
@@ -314,11 +310,12 @@ class SqliteStore:
         async def advance() -> None:
             await self._w.execute(
                 "UPDATE links SET pull_since = ?, pull_cursor = ?, peer_store_id = ?, last_ok_ms = ?, "
-                "last_error = NULL, changes_in = changes_in + ? WHERE peer = ?",
-                (since, cursor, peer_store_id, self.clock.now_ms(), len(incoming), peer),
+                "last_error = NULL, changes_in = changes_in + ?, pull_scope = ? WHERE peer = ?",
+                (since, cursor, peer_store_id, self.clock.now_ms(), len(incoming), scope, peer),
             )
 
-        return await self._apply(incoming, src=peer, link_update=advance, unseen_after=unseen_after)
+        return await self._apply(incoming, src=peer, link_update=advance, unseen_after=unseen_after,
+                                 drops=drops or [], on_purge=on_purge)
 
     async def apply_pushed(
         self,
@@ -329,6 +326,7 @@ class SqliteStore:
         acked_since: int,
         acked_through: int,
         new_store: bool = False,
+        scope: PeerScope | None = None,
     ) -> ApplyReport:
         """Merge a push from ``peer`` and record it as acknowledged, in one transaction.
 
@@ -336,6 +334,9 @@ class SqliteStore:
         it had not seen: meeting another value there counts as a conflict.
         ``new_store``: the push comes from a store this link has not seen (first
         contact, or the peer was rebuilt); the link forgets the old one.
+        ``scope``: the peer's; its changes to governed rows outside it, or to
+        fields it may not write, are refused, and the peer owes a drop of the row
+        (`owed_drops`) so it converges back.
         """
         link = await self.link(peer)
         unseen_after = link.served_cursor if link is not None and not new_store else 0
@@ -345,13 +346,16 @@ class SqliteStore:
                 await self._w.execute(
                     "UPDATE links SET pull_since = 0, pull_cursor = 0, served_cursor = 0 WHERE peer = ?", (peer,)
                 )
+                for table in ("peer_rows", "peer_drops"):  # a new store holds nothing yet
+                    await self._w.execute(f"DELETE FROM {table} WHERE peer = ?", (peer,))
             await self._w.execute(
                 "UPDATE links SET acked_since = ?, acked_through = ?, peer_store_id = ?, last_ok_ms = ?, "
                 "last_error = NULL, changes_in = changes_in + ? WHERE peer = ?",
                 (acked_since, acked_through, peer_store_id, self.clock.now_ms(), len(incoming), peer),
             )
 
-        return await self._apply(incoming, src=peer, link_update=acknowledge, unseen_after=unseen_after)
+        return await self._apply(incoming, src=peer, link_update=acknowledge, unseen_after=unseen_after,
+                                 scope=scope)
 
     @_writes
     async def _apply(
@@ -361,21 +365,31 @@ class SqliteStore:
         src: str,
         link_update: Callable[[], Any],
         unseen_after: int,
+        drops: list[RowDrop] = [],  # noqa: B006 - read only
+        on_purge: PurgeHook | None = None,
+        scope: PeerScope | None = None,
     ) -> ApplyReport:
         """Merge ``incoming`` field by field and store the changed rows, in one transaction."""
         applied = superseded = conflicts = 0
         refused: list[RefusedChange] = []
+        purged = 0
         await self._w.execute("BEGIN IMMEDIATE")
         try:
             seq, hlc_high = await self._seq_and_hlc()
-            batch = await self._load([(i.spec.collection, i.row_id) for i in incoming])
+            batch = await self._load([(i.spec.collection, i.row_id) for i in incoming]
+                                     + [(d.collection, d.row_id) for d in drops])
             docs = batch.docs
+            receipt_rows = await self._drop_rows(batch, drops, keep_after=unseen_after) if drops else None
+            screen = _Screen(scope, incoming, docs, src) if scope is not None else None
             counted: set[tuple[str, str, str]] = set()
             max_hlc = hlc_high
             stage = self._stage
             for inc in incoming:
                 spec = inc.spec
                 key = (spec.collection, inc.row_id)
+                if screen is not None and inc.index in screen.refused:
+                    refused.append(RefusedChange(inc.index, screen.refused[inc.index]))
+                    continue
                 state = inc.state
                 doc = docs[key]
                 if spec.secret and _tombstoned(doc):
@@ -409,9 +423,24 @@ class SqliteStore:
                     refused.append(RefusedChange(inc.index, outcome.reason))
                 else:
                     superseded += 1
+            if screen is not None:
+                undone = screen.recheck(batch)
+                if undone:
+                    applied -= len(undone)
+                    refused = [r for r in refused if r.index not in undone]
+                    refused += [RefusedChange(i, "out_of_scope") for i in sorted(undone)]
+                    refused.sort(key=lambda r: r.index)
+                await self._owe_drops(batch, src, screen)
+            if receipt_rows and on_purge is not None:
+                purged = len(receipt_rows[0])
+                self.clock.last = max(self.clock.last, max_hlc)
+                edits = on_purge(*receipt_rows)
+                for edit in edits:
+                    docs.setdefault((edit.collection, edit.row_id), {})
+                self._stage_edits(batch, [spec_of(e) for e in edits], edits, self.clock.send())
             self._shred(batch)
             seq = await self._write(batch, seq)
-            await self._set_seq_and_hlc(seq, max_hlc)
+            await self._set_seq_and_hlc(seq, max(max_hlc, self.clock.last))
             await link_update()
             await self._w.execute("COMMIT")
         except BaseException:
@@ -420,7 +449,75 @@ class SqliteStore:
         self.retired_secrets += batch.retired
         # stamps were drift-checked before the batch; only keep the clock ahead of them
         self.clock.last = max(self.clock.last, max_hlc)
-        return ApplyReport(applied, superseded, refused, seq, conflicts)
+        return ApplyReport(applied, superseded, refused, seq, conflicts, purged)
+
+    async def _drop_rows(self, batch: _Batch, drops: list[RowDrop], *, keep_after: int) -> tuple[list[str], int]:
+        """Carry out an upstream's drops: delete purged rows (a customer with its key
+        records), and strip reset rows to their states numbered after
+        ``keep_after`` (not yet pushed). Returns the purged rows
+        (``collection/row_id``) and how many key records went with them."""
+        purged: list[str] = []
+        keys = 0
+        for drop in drops:
+            key = (drop.collection, drop.row_id)
+            doc = batch.docs.get(key) or {}
+            if not doc:
+                if drop.kind == "purge":
+                    purged.append(f"{drop.collection}/{drop.row_id}")  # held nothing: nothing to keep either
+                continue
+            await self._w.execute(f"DELETE FROM {drop.collection} WHERE row_id = ?", (drop.row_id,))
+            batch.retired += sum(1 for f in COLLECTIONS[drop.collection].secret_fields if f.name in doc)
+            batch.docs[key] = {}
+            batch.dirty.pop(key, None)
+            batch.owners.pop(key, None)
+            if drop.kind == "purge":
+                purged.append(f"{drop.collection}/{drop.row_id}")
+                if drop.collection == "customers":
+                    cur = await self._w.execute("DELETE FROM keys WHERE customer_id = ?", (drop.row_id,))
+                    keys += max(cur.rowcount, 0)
+                    batch.retired += max(cur.rowcount, 0)
+                continue
+            fields = COLLECTIONS[drop.collection].fields
+            for name, entry in doc.items():
+                if entry[3] > keep_after:  # a local write the upstream has not seen: keep it
+                    self._stage(batch, key, fields[name], FieldState(entry[0], entry[1], entry[2]), entry[4],
+                                _UNDECODED)
+        return purged, keys
+
+    async def _owe_drops(self, batch: _Batch, peer: str, screen: _Screen) -> None:
+        """Record what a screened push leaves the peer owing and holding: a drop for
+        each row with a refused change (the row is sent whole again after a reset:
+        numbering it anew makes the next pull visit it), and the rows it made."""
+        for key, kind in screen.owed.items():
+            await self._w.execute(
+                "INSERT INTO peer_drops (peer, collection, row_id, kind) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (peer, collection, row_id) DO UPDATE SET kind = excluded.kind",
+                (peer, key[0], key[1], kind),
+            )
+            await self._w.execute(
+                "DELETE FROM peer_rows WHERE peer = ? AND collection = ? AND row_id = ?", (peer, *key)
+            )
+            if kind == "reset" and batch.docs[key]:
+                batch.dirty.setdefault(key, {})
+        made = [key for key in screen.new_rows if key not in screen.owed and batch.docs[key]]
+        await self._w.executemany(
+            "INSERT OR IGNORE INTO peer_rows (peer, collection, row_id) VALUES (?, ?, ?)",
+            [(peer, *key) for key in made],
+        )
+
+    def _stage_edits(self, batch: _Batch, specs: list[FieldSpec], edits: list[Edit], stamp: int) -> None:
+        """Stage edits made here under ``stamp`` (their rows are loaded in ``batch``)."""
+        for spec, edit in zip(specs, edits):
+            key = (spec.collection, edit.row_id)
+            if spec.secret and _tombstoned(batch.docs[key]):
+                continue  # a deleted row holds no secrets
+            entry = batch.docs[key].get(spec.name)
+            cur = None if entry is None else FieldState(entry[0], entry[1], entry[2])
+            new = edit_state(spec, cur, edit, stamp, self.node_id)
+            if new is not cur:
+                self._stage(batch, key, spec, new, "", _UNDECODED)
+                if spec.secret and cur is not None:
+                    batch.retired += 1
 
     @staticmethod
     def _stage(batch: _Batch, key: _RowKey, spec: FieldSpec, state: FieldState, src: str, value: Any) -> None:
@@ -431,7 +528,7 @@ class SqliteStore:
             cols.update(member_columns(spec, materialize(spec, state.raw)))
             batch.owners[key].add(spec.name)
             return
-        if value is _UNDECODED or spec.merge in _MATERIALIZED:
+        if value is _UNDECODED or spec.merge in _MATERIALIZED or type(value) is list:
             value = column_value(spec, materialize(spec, state.raw))
         elif value is True or value is False:
             value = int(value)
@@ -492,6 +589,12 @@ class SqliteStore:
                     doc[name] = (entry[0], entry[1], entry[2], seq, entry[4])
             shapes[(key[0], tuple(cols))].append((key[1], *cols.values(), seq, _encode_doc(doc)))
         for (collection, names), params in shapes.items():
+            if not names:  # renumbered only (a row a peer gets whole again)
+                await self._w.executemany(
+                    f"UPDATE {collection} SET _seq = ?, _state = ? WHERE row_id = ?",
+                    [(p[1], p[2], p[0]) for p in params],
+                )
+                continue
             placeholders = ", ".join("?" * (len(names) + 3))
             updates = ", ".join(f"{n} = excluded.{n}" for n in (*names, "_seq", "_state"))
             await self._w.executemany(
@@ -527,19 +630,33 @@ class SqliteStore:
 
     @_reads
     async def changes_after(
-        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None
+        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None,
+        scope: PeerScope | None = None,
     ) -> Page:
         """Field states numbered after ``since`` in rows numbered after ``cursor``.
 
         Reads rows in ``_seq`` order across collections, in growing chunks, and
-        stops at a row boundary once ``limit`` changes are gathered or the rows
-        run out. States that ``exclude_src`` delivered are left out (it has them),
-        so rows holding nothing for it cost a read, not a page; so are rows
-        ``admit`` (the peer's scope) refuses. One read snapshot.
+        stops at a row boundary once ``limit`` changes (and drops) are gathered or
+        the rows run out. States that ``exclude_src`` delivered are left out (it
+        has them), so rows holding nothing for it cost a read, not a page; so are
+        rows ``admit`` (or ``scope``) refuses. One read snapshot.
+
+        With a ``scope`` that governs a collection, its rows are weighed against
+        what ``exclude_src`` (the peer) holds (``peer_rows``): a row in scope that
+        it holds gets its new states, one it does not hold is sent whole (of the
+        fields present at the peer), and one out of scope that it holds is
+        purged (`Page.drops`). `Page.entered` and `Page.left` say which, for
+        `confirm_served` once the peer has stored the page.
         """
         changes: list[Change] = []
         append = changes.append
         raw = msgspec.Raw
+        drops: list[RowDrop] = []
+        entered: list[tuple[str, str]] = []
+        left: list[tuple[str, str]] = []
+        if scope is not None and admit is None:
+            admit = scope.admits
+        governs = {c: scope is not None and scope.governs(c) for c in COLLECTIONS}
         last = pos = cursor
         chunk = max(64, limit // 10)  # rows; a customer row carries about ten fields
         await self._r.execute("BEGIN")
@@ -549,6 +666,7 @@ class SqliteStore:
             while True:
                 streams = []
                 bound = None  # rows beyond it may hide behind a truncated collection
+                held: set[tuple[str, str]] = set()
                 for collection in COLLECTIONS:
                     async with self._r.execute(
                         f"SELECT _seq, row_id, _state FROM {collection} WHERE _seq > ? ORDER BY _seq LIMIT ?",
@@ -558,13 +676,31 @@ class SqliteStore:
                     if len(rows) == chunk:
                         bound = rows[-1][0] if bound is None else min(bound, rows[-1][0])
                     streams.append([(s, collection, r, st) for s, r, st in rows])
+                    if governs[collection] and rows:
+                        held.update(await self._held(exclude_src, collection, [r for _, r, _ in rows]))
                 for row_seq, collection, row_id, state in heapq.merge(*streams):
                     if bound is not None and row_seq > bound:
                         break
-                    if len(changes) >= limit:
-                        return Page(changes, last, high, True)
+                    if len(changes) + len(drops) >= limit:
+                        return Page(changes, last, high, True, drops, entered, left)
                     last = row_seq
                     doc = _decode_doc(state)
+                    if governs[collection]:
+                        assert scope is not None
+                        key = (collection, row_id)
+                        if not scope.admits_row(collection, doc):
+                            if key in held:
+                                drops.append(RowDrop(collection, row_id, "purge"))
+                                left.append(key)
+                            continue
+                        present = scope.fields.get(collection, frozenset())
+                        whole = key not in held
+                        if whole:
+                            entered.append(key)
+                        for name, (value, hlc, origin, fseq, src) in doc.items():
+                            if name in present and (whole or (fseq > since and src != exclude_src)):
+                                append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
+                        continue
                     if admit is not None and not admit(collection, doc):
                         continue
                     for name, (value, hlc, origin, fseq, src) in doc.items():
@@ -577,7 +713,64 @@ class SqliteStore:
         finally:
             await self._r.execute("COMMIT")
         end = max(high, last, cursor)
-        return Page(changes, end, end, False)
+        return Page(changes, end, end, False, drops, entered, left)
+
+    async def _held(self, peer: str, collection: str, row_ids: list[str]) -> list[tuple[str, str]]:
+        """Which of ``row_ids`` the peer holds (reader connection, in its snapshot)."""
+        out: list[tuple[str, str]] = []
+        for i in range(0, len(row_ids), _LOOKUP_CHUNK):
+            async with self._r.execute(
+                "SELECT row_id FROM peer_rows WHERE peer = ? AND collection = ? "
+                "AND row_id IN (SELECT value FROM json_each(?))",
+                (peer, collection, json.dumps(row_ids[i : i + _LOOKUP_CHUNK])),
+            ) as cur:
+                out.extend((collection, r) for (r,) in await cur.fetchall())
+        return out
+
+    @_writes
+    async def confirm_served(
+        self, peer: str, *, entered: Iterable[tuple[str, str]], left: Iterable[tuple[str, str]],
+        dropped: Iterable[RowDrop] = (),
+    ) -> None:
+        """The peer stored pages that sent it ``entered`` rows whole, purged ``left``
+        ones and carried the owed ``dropped``: record what it now holds."""
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            await self._w.executemany(
+                "INSERT OR IGNORE INTO peer_rows (peer, collection, row_id) VALUES (?, ?, ?)",
+                [(peer, c, r) for c, r in entered],
+            )
+            await self._w.executemany(
+                "DELETE FROM peer_rows WHERE peer = ? AND collection = ? AND row_id = ?",
+                [(peer, c, r) for c, r in left],
+            )
+            await self._w.executemany(
+                "DELETE FROM peer_drops WHERE peer = ? AND collection = ? AND row_id = ? AND kind = ?",
+                [(peer, d.collection, d.row_id, d.kind) for d in dropped],
+            )
+            await self._w.execute("COMMIT")
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+
+    @_reads
+    async def owed_drops(self, peer: str, *, limit: int) -> list[RowDrop]:
+        """Drops the peer has not yet confirmed (from refused pushes), oldest first."""
+        async with self._r.execute(
+            "SELECT collection, row_id, kind FROM peer_drops WHERE peer = ? ORDER BY collection, row_id LIMIT ?", (peer, limit)
+        ) as cur:
+            return [RowDrop(c, r, k) for c, r, k in await cur.fetchall()]  # type: ignore[arg-type]
+
+    @_reads
+    async def held_rows(self, peer: str, collection: str | None = None) -> list[tuple[str, str]]:
+        """The governed rows ``peer`` holds, as this upstream last confirmed."""
+        sql = "SELECT collection, row_id FROM peer_rows WHERE peer = ?"
+        args: tuple[str, ...] = (peer,)
+        if collection is not None:
+            sql += " AND collection = ?"
+            args += (collection,)
+        async with self._r.execute(sql + " ORDER BY collection, row_id", args) as cur:
+            return [(c, r) for c, r in await cur.fetchall()]
 
     @_reads
     async def pending_count(self, since: int, cursor: int, *, exclude_src: str) -> int:
@@ -624,6 +817,8 @@ class SqliteStore:
             "pull_since = 0, pull_cursor = 0, served_cursor = 0 WHERE peer = ?",
             (peer_store_id, peer),
         )
+        for table in ("peer_rows", "peer_drops"):  # a new store holds nothing yet
+            await self._w.execute(f"DELETE FROM {table} WHERE peer = ?", (peer,))
 
     @_writes
     async def record_push_ack(self, peer: str, *, since: int, cursor: int, sent: int) -> None:
@@ -808,13 +1003,17 @@ class SqliteStore:
             return [(r[0], r[1]) for r in await cur.fetchall()]
 
     @_reads
-    async def digest(self, collections: list[str] | None = None, *, admit: RowFilter | None = None) -> str:
+    async def digest(self, collections: list[str] | None = None, *, admit: RowFilter | None = None,
+                     scope: PeerScope | None = None) -> str:
         """SHA-256 over every field state (value, stamp, origin) in key order, of
-        ``collections`` (all by default) and of the rows ``admit`` admits (a peer's
-        scope, to compare with what that peer holds).
+        ``collections`` (all by default) and of the rows ``admit`` admits; with a
+        peer's ``scope``, of the rows and fields it admits (to compare with what
+        that peer holds).
 
         Local numbering and sources are left out: converged replicas have equal digests.
         """
+        if scope is not None and admit is None:
+            admit = scope.admits
         h = hashlib.sha256()
         enc = msgspec.msgpack.Encoder().encode
         await self._r.execute("BEGIN")
@@ -826,7 +1025,9 @@ class SqliteStore:
                             doc = _decode_doc(state)
                             if admit is not None and not admit(collection, doc):
                                 continue
-                            fields = [(n, e[0], e[1], e[2]) for n, e in sorted(doc.items())]
+                            present = None if scope is None else scope.present(collection)
+                            fields = [(n, e[0], e[1], e[2]) for n, e in sorted(doc.items())
+                                      if present is None or n in present]
                             h.update(enc((collection, row_id, fields)))
         finally:
             await self._r.execute("COMMIT")
@@ -962,6 +1163,69 @@ class SqliteStore:
 
 #: marks a state whose plain value must be decoded from its bytes
 _UNDECODED = object()
+#: list-valued fields: their columns hold JSON arrays
+_LIST_FIELDS = frozenset(
+    (c.name, f.name) for c in COLLECTIONS.values() for f in c.fields.values()
+    if typing.get_origin(typing.get_args(f.annotation)[0] if typing.get_args(f.annotation) else f.annotation) is list
+)
+
+
+class _Screen:
+    """A push weighed against the pushing peer's scope, before and after merging.
+
+    Before: a change to a governed row outside the scope (as stored here, or for
+    a row new here, as pushed) is refused ``out_of_scope`` and the peer owes a
+    purge of it; a change to a field the peer may not write is refused
+    ``not_writable`` and the peer owes a reset of the row (a row it makes may
+    also set the fields the scope is decided on). After: a row the
+    merged changes would move out of the scope is put back as it was, its
+    changes refused ``out_of_scope``.
+    """
+
+    def __init__(self, scope: PeerScope, incoming: list[Incoming], docs: dict[_RowKey, Doc], peer: str) -> None:
+        self.scope = scope
+        self.refused: dict[int, str] = {}
+        self.owed: dict[_RowKey, str] = {}
+        self.new_rows: set[_RowKey] = set()
+        self.by_row: defaultdict[_RowKey, list[Incoming]] = defaultdict(list)
+        for inc in incoming:
+            if scope.governs(inc.spec.collection):
+                self.by_row[(inc.spec.collection, inc.row_id)].append(inc)
+        self.before: dict[_RowKey, Doc] = {}
+        for key, incs in self.by_row.items():
+            doc = docs[key]
+            if not doc:
+                self.new_rows.add(key)
+                doc = {i.spec.name: (i.state.raw, i.state.hlc, i.state.origin, 0, peer) for i in incs}
+            if not scope.admits_row(key[0], doc):
+                self._refuse(key, incs, "out_of_scope", "purge")
+                continue
+            made_here = key in self.new_rows  # its maker sets the fields its scope is decided on
+            for inc in incs:
+                if not scope.may_write(key[0], inc.spec.name) and not (made_here and inc.spec.name in scope.reads[key[0]]):
+                    self.refused[inc.index] = "not_writable"
+                    self.owed[key] = "reset" if key not in self.new_rows else "purge"
+            self.before[key] = dict(docs[key])
+
+    def _refuse(self, key: _RowKey, incs: list[Incoming], reason: str, drop: str) -> None:
+        for inc in incs:
+            self.refused[inc.index] = reason
+        self.owed[key] = drop
+
+    def recheck(self, batch: _Batch) -> set[int]:
+        """Put back the rows the merged push moved out of the scope; returns the
+        indexes of the changes undone (they had been applied)."""
+        undone: set[int] = set()
+        for key, before in self.before.items():
+            if key in batch.dirty and not self.scope.admits_row(key[0], batch.docs[key]):
+                batch.docs[key] = before
+                batch.dirty.pop(key)
+                batch.owners.pop(key, None)
+                undone.update(i.index for i in self.by_row[key] if i.index not in self.refused)
+                for inc in self.by_row[key]:
+                    self.refused[inc.index] = "out_of_scope"
+                self.owed[key] = "purge" if key in self.new_rows else "reset"
+        return undone
 
 
 def _where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
@@ -989,7 +1253,7 @@ def _materialize(columns: Iterable[Column], names: list[str], row: Any) -> dict[
     for c in columns:
         if c.member is not None:
             continue
-        if c.field.merge == "add_wins_set":
+        if c.field.merge == "add_wins_set" or ((c.field.collection, c.field.name) in _LIST_FIELDS and out[c.name] is not None):
             out[c.name] = json.loads(out[c.name])
         elif c.sql_type == "INTEGER" and isinstance(c.field.default, bool):
             out[c.name] = bool(out[c.name])

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 from crypto.keystore import open_keystore
 from server.app import create_app
 from server.config import AuthConfig, NodeEntry, SiteConfig, UpstreamConfig
-from server.key_authority import scope_for
+from server.peer_scopes import scope_for
 from server.node import PASSPHRASE_ENV, init_node, load_node_policy
 from tests.conftest import POLICY_FILE
 from server.passwords import PasswordCheck

@@ -89,7 +89,8 @@ def test_layout_4_adds_the_sign_in_tables_and_user_columns_to_an_older_store(tmp
     db = sqlite3.connect(path)  # as a layout-3 store left it
     for statement in ("DROP TABLE auth_sessions", "DROP TABLE auth_refresh_tokens", "DROP TABLE auth_devices",
                       "DROP INDEX users_username", "ALTER TABLE users DROP COLUMN password_hash",
-                      "ALTER TABLE users DROP COLUMN tokens_valid_after_ms", "PRAGMA user_version = 3"):
+                      "ALTER TABLE users DROP COLUMN tokens_valid_after_ms", "DROP TABLE peer_rows",
+                      "DROP TABLE peer_drops", "ALTER TABLE links DROP COLUMN pull_scope", "PRAGMA user_version = 3"):
         db.execute(statement)
     db.commit()
     db.close()
@@ -101,7 +102,7 @@ def test_layout_4_adds_the_sign_in_tables_and_user_columns_to_an_older_store(tmp
     asyncio.run(reopen())
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,) == (4,)
+        assert db.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,) == (5,)
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
         columns = {r[1] for r in db.execute("PRAGMA table_info(users)")}
     finally:

@@ -266,8 +266,8 @@ def test_a_damaged_data_key_leaves_its_class_unavailable(nodes: Nodes, aio: Loop
     if where == "row":
         assert body["unavailable"] == ["email", "name", "phone"], body["unavailable"]  # the contact class
         assert (body["id_number"], body["address"]) == (person["id_number"], person["address"])
-    else:  # partner-x holds no identity or address key at all
-        assert body["unavailable"] == ["address", "email", "id_number", "name", "phone"], body["unavailable"]
+    else:  # partner-x holds the name and phone of the contact class, and no other PII at all
+        assert body["unavailable"] == ["name", "phone"], body["unavailable"]
     assert any("reasons=no_key" in line for line in unavailable_lines(node, customer))
 
 
@@ -312,7 +312,7 @@ def test_damage_at_hq_travels_as_unavailable_and_never_stops_a_sync(nodes: Nodes
         assert body["unavailable"] == ["name"] and body["phone"] == nodes.people[customer]["phone"]
         body = await card(nodes.partner, customer)
         assert body["name"] is None and body["phone"] == nodes.people[customer]["phone"]
-        assert body["unavailable"] == ["address", "id_number", "name"]
+        assert body["unavailable"] == ["name"]
 
     aio.run(check(), timeout=60)
     for node in (nodes.hq, nodes.branch):
@@ -320,23 +320,35 @@ def test_damage_at_hq_travels_as_unavailable_and_never_stops_a_sync(nodes: Nodes
     assert_logs_hold_no_value(nodes)
 
 
-# ---------------------------------------------------------------- no key here
+# ---------------------------------------------------------------- absent here
 
 
-def test_a_class_without_a_key_at_the_node_is_unavailable_no_key(nodes: Nodes, aio: LoopThread) -> None:
-    async def check() -> None:
+def test_fields_the_partner_policy_hides_are_absent_there_not_unavailable(nodes: Nodes, aio: LoopThread) -> None:
+    """partner-x's roles see names and phones (masked), nothing else personal: HQ
+    sends it no other PII field at all, so there is nothing to open or to damage."""
+    async def check() -> str:
         customer = await nodes.create()
         await nodes.sync()
         person = nodes.people[customer]
         body = await card(nodes.partner, customer)
-        # partner-x is granted contact and profile: names, phones, e-mail open; ID number and address do not
-        assert (body["name"], body["phone"], body["email"]) == (person["name"], person["phone"], person["email"])
-        assert body["id_number"] is None and body["address"] is None
-        assert body["unavailable"] == ["address", "id_number"]
-        lines = unavailable_lines(nodes.partner, customer)
-        assert lines and all("fields=address,id_number" in line and "reasons=no_key" in line for line in lines), lines
+        assert (body["name"], body["phone"]) == (person["name"], person["phone"])
+        assert body["email"] is None and body["id_number"] is None and body["address"] is None
+        assert body["unavailable"] == []
         full = await card(nodes.branch, customer)
         assert full["unavailable"] == [] and full["id_number"] == person["id_number"]
+        return customer
 
-    aio.run(check(), timeout=60)
+    customer = aio.run(check(), timeout=60)
+    conn = sqlite3.connect(f"file:{db_path(nodes.partner)}?mode=ro", uri=True, timeout=10)
+    try:
+        (state,) = conn.execute("SELECT _state FROM customers WHERE row_id = ?", (customer,)).fetchone()
+        columns = conn.execute("SELECT email, id_number, address, identity_key FROM customers WHERE row_id = ?",
+                               (customer,)).fetchone()
+    finally:
+        conn.close()
+    held = set(msgspec.msgpack.decode(state))
+    assert {"name", "phone", "partners"} <= held
+    assert not held & {"email", "id_number", "birthday", "address", "notes", "phone_index", "identity_key",
+                       "home_branch", "assigned_agent"}, held
+    assert columns == (None, None, None, None)
     assert_logs_hold_no_value(nodes)

@@ -65,8 +65,9 @@ def test_layout_3_folds_old_key_records_back_to_what_schema_3_writes(tmp_path: P
         old = _as_schema_2(msgspec.msgpack.decode(state))
         assert "ref" not in old and "kind" in old
         db.execute("UPDATE keys SET _state = ? WHERE row_id = ?", (msgspec.msgpack.encode(old), row_id))
-    for table in ("auth_sessions", "auth_refresh_tokens", "auth_devices"):  # layout 4's
+    for table in ("auth_sessions", "auth_refresh_tokens", "auth_devices", "peer_rows", "peer_drops"):  # layout 4's, 5's
         db.execute(f"DROP TABLE {table}")
+    db.execute("ALTER TABLE links DROP COLUMN pull_scope")  # layout 5's
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

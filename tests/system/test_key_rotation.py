@@ -442,11 +442,11 @@ def test_customer_key_rotation_leaves_no_old_data_key_in_db_files(
 def test_a_customer_moved_to_another_branch_opens_there_and_no_longer_at_the_old_one(
     cluster: Cluster, aio: LoopThread
 ) -> None:
-    """HQ re-wraps the keys in the row for the new home group; the old branch's
-    copy of the row then holds no key it can open."""
+    """HQ re-wraps the keys in the row for the new home group; the row leaves the old
+    branch's scope, so the old branch purges it and signs a receipt HQ keeps."""
     hq, branch_a, branch_b = cluster.hq, cluster.branches["branch-a"], cluster.branches["branch-b"]
 
-    async def scenario() -> tuple[dict[tuple[str, str], RowKey], dict[str, Any]]:
+    async def scenario() -> tuple[dict[tuple[str, str], RowKey], Any, list[dict[str, Any]]]:
         (customer,) = await create_customers(cluster, "branch-a", 1, at=branch_a)  # keys made at branch-a
         await settle(cluster)
         person = cluster.customers[customer][1]
@@ -457,10 +457,15 @@ def test_a_customer_moved_to_another_branch_opens_there_and_no_longer_at_the_old
         await settle(cluster)
         await assert_opens(branch_b, customer, person)
         await assert_opens(hq, customer, person)
-        return before, await branch_a.call("GET", f"/customers/{customer}")
+        gone = await branch_a.client.get(f"/customers/{customer}")
+        return before, gone, await hq.call("GET", "/purge-receipts", params={"peer": "branch-a"})
 
-    before, at_a = aio.run(scenario(), timeout=120)
-    assert sorted(at_a["unavailable"]) == sorted(SEALED_FIELDS), "the old branch opens nothing of it any more"
+    before, gone, receipts = aio.run(scenario(), timeout=120)
+    customer = next(iter(before))[0]
+    assert gone.status_code == 404, "the old branch holds the customer no more"
+    assert query(branch_a, "SELECT row_id FROM customers WHERE row_id = ?", customer) == []
+    assert [r for r in receipts if f"customers/{customer}" in r["rows"]] != [], receipts
+    assert all(r["verified"] for r in receipts), "each receipt is signed by branch-a's registered key"
     after = home_wraps(branch_b, list(before))
     assert set(after) == set(before)
     for where, key in after.items():

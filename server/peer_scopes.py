@@ -1,0 +1,56 @@
+"""The scope HQ serves each node below it: the access policy turned into a
+`sync.scope.PeerScope` (rows, fields, writes and keys), for the responder.
+
+A registry entry (``[[nodes]]`` in HQ's site config) gives the node's kind, and
+for a partner its contracted campaigns, for a phone its user; the policy
+(`server.policy.Policy.node_scope`) says what a node of that kind holds. The
+fingerprint changes whenever any of it does, so the responder then weighs every
+row for the node again (rows that entered its scope arrive, rows that left it
+are purged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from server.config import NodeEntry, SiteConfig
+from server.key_authority import grants
+from server.policy import GOVERNED, NodeScope, Policy
+from sync.scope import PeerScope
+
+_encode = msgspec.msgpack.Encoder(order="deterministic").encode
+
+
+def peer_scope(entry: NodeEntry, policy: Policy) -> PeerScope:
+    """What HQ sends the node of ``entry`` and accepts from it."""
+    scope = policy.node_scope(entry)
+    classes = grants(entry, policy)
+    if scope.rows == "all":  # a node holding every row (a second HQ): no row rule
+        return PeerScope(node=entry.node_id, groups=frozenset({entry.node_id}), classes=classes,
+                         fingerprint=_fingerprint(scope, classes))
+    return PeerScope(
+        node=entry.node_id,
+        groups=frozenset({entry.node_id}),
+        classes=classes,
+        rows=scope.admits,
+        reads={c: scope.reads.get(c, ()) for c in GOVERNED},
+        fields={c: scope.fields.get(c, frozenset()) for c in GOVERNED},
+        writable={c: scope.writable.get(c, frozenset()) for c in GOVERNED},
+        fingerprint=_fingerprint(scope, classes),
+    )
+
+
+def scope_for(config: SiteConfig, policy: Policy, node_id: str) -> PeerScope | None:
+    """The scope HQ serves to a downstream node (None: not in the registry)."""
+    for entry in config.nodes:
+        if entry.node_id == node_id:
+            return peer_scope(entry, policy)
+    return None
+
+
+def _fingerprint(scope: NodeScope, classes: frozenset[str]) -> str:
+    shape = [scope.kind, scope.rows, sorted(scope.campaigns), scope.user, sorted(classes),
+             {c: sorted(f) for c, f in scope.fields.items()}, {c: sorted(f) for c, f in scope.writable.items()}]
+    return hashlib.sha256(_encode(shape)).hexdigest()[:16]

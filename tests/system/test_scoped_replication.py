@@ -1,0 +1,247 @@
+"""Scoped replication on running nodes, under the repository's policy (sites/).
+
+HQ, branch-a, branch-b and partner-x run as `outpost serve` processes on
+loopback (sync on demand). Checks read the nodes' SQLite files and keystores,
+not only their APIs: what a node does not hold cannot leak from it.
+
+* a branch holds its home customers, partner-x the customers contracted to it,
+  each with only the fields its roles see, and no key of a class it may not read;
+* a customer leaving a node's scope (moved branch, partner contract revoked) is
+  purged there with its keys, and HQ keeps the node's signed receipt;
+* a write the node's policy does not allow is refused at HQ, and the node
+  converges back to HQ's copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pytest
+
+from crypto.keystore import open_keystore
+from server.demo import demo_person
+from server.node_process import NodeProcess
+from server.config import load_site
+from server.policy import load_policy
+from tests.conftest import POLICY_FILE, LoopThread
+
+pytestmark = pytest.mark.system
+
+BELOW = ("branch-a", "branch-b", "partner-x")
+
+
+@dataclass
+class Nodes:
+    hq: NodeProcess
+    below: dict[str, NodeProcess]
+    #: customer id -> (home branch, contracted to partner-x)
+    customers: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+    async def create(self, home: str, *, partner: bool) -> str:
+        person = demo_person(200 + len(self.customers))
+        card = await self.hq.call("POST", "/customers", json={
+            "home_branch": home, "partners_add": ["partner-x"] if partner else [], "star_level": 2, **person})
+        self.customers[card["row_id"]] = (home, partner)
+        return str(card["row_id"])
+
+    async def sync(self, rounds: int = 2) -> dict[str, dict[str, Any]]:
+        reports: dict[str, dict[str, Any]] = {}
+        for _ in range(rounds):
+            for name, node in self.below.items():
+                reports[name] = await node.sync_now()
+        return reports
+
+    def expected(self, site: str) -> set[str]:
+        if site == "partner-x":
+            return {c for c, (_, partner) in self.customers.items() if partner}
+        return {c for c, (home, _) in self.customers.items() if home == site}
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory, aio: LoopThread) -> Iterator[Nodes]:
+    workdir = tmp_path_factory.mktemp("scoped")
+    token = secrets.token_urlsafe(24)
+    hq = NodeProcess("hq", workdir, token=token)
+    below = {site: NodeProcess(site, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",))
+             for site in BELOW}
+    out = Nodes(hq, below)
+
+    async def start() -> None:
+        await asyncio.to_thread(hq.init)
+        await hq.start()
+        await asyncio.gather(*(asyncio.to_thread(n.init) for n in below.values()))
+        await asyncio.gather(*(n.start() for n in below.values()))
+        for node in below.values():
+            await node.enroll()
+        for i in range(8):
+            await out.create("branch-a" if i % 2 else "branch-b", partner=i % 3 == 0)
+        await out.sync()
+
+    try:
+        aio.run(start(), timeout=120)
+        yield out
+    finally:
+        async def stop() -> None:
+            await asyncio.gather(*(n.stop() for n in (*below.values(), hq)), return_exceptions=True)
+
+        aio.run(stop(), timeout=90)
+        for node in (*below.values(), hq):
+            node.kill()
+
+
+def query(node: NodeProcess, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{node.data_dir / f'{node.site}.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def held(node: NodeProcess) -> set[str]:
+    return {r for (r,) in query(node, "SELECT row_id FROM customers")}
+
+
+def fields_held(node: NodeProcess) -> set[str]:
+    names: set[str] = set()
+    for (state,) in query(node, "SELECT _state FROM customers"):
+        names |= set(msgspec.msgpack.decode(state))
+    return names
+
+
+# ---------------------------------------------------------------- what each node holds
+
+
+def test_each_node_holds_only_the_customers_its_scope_admits(nodes: Nodes) -> None:
+    for site, node in nodes.below.items():
+        assert held(node) == nodes.expected(site), site
+    assert held(nodes.hq) == set(nodes.customers)
+
+
+def test_each_node_holds_only_the_fields_its_roles_see(nodes: Nodes) -> None:
+    policy = load_policy(POLICY_FILE)
+    for site, node in nodes.below.items():
+        scope = policy.node_scope(load_site(POLICY_FILE.parent / f"{site}.toml"))
+        present = fields_held(node)
+        assert present and present <= scope.fields["customers"], (site, present - scope.fields["customers"])
+    assert not fields_held(nodes.below["partner-x"]) & {
+        "email", "id_number", "birthday", "address", "notes", "phone_index", "home_branch", "contact_key"}
+
+
+def test_the_partner_holds_no_key_of_a_class_it_may_not_read(nodes: Nodes) -> None:
+    partner = nodes.below["partner-x"]
+    classes = {c for (c,) in query(partner, "SELECT DISTINCT field_class FROM keys")}
+    assert classes and classes <= {"contact", "profile"}, classes
+    keystore = open_keystore(partner.data_dir / "partner-x.keystore", partner.passphrase)
+    assert {k.field_class for k in keystore.scope_keys()} <= {"contact", "profile"}
+
+
+def test_every_node_matches_hqs_copy_of_its_scope(nodes: Nodes, aio: LoopThread) -> None:
+    async def check() -> None:
+        for site, node in nodes.below.items():
+            mine, expected = await node.digest(), await nodes.hq.digest(peer=site)
+            assert (mine["digest"], mine["keys_digest"]) == (expected["digest"], expected["keys_digest"]), site
+
+    aio.run(check(), timeout=60)
+
+
+# ---------------------------------------------------------------- leaving scope
+
+
+def test_revoking_the_partners_contract_purges_the_customer_and_its_keys_there(
+        nodes: Nodes, aio: LoopThread) -> None:
+    partner = nodes.below["partner-x"]
+    customer = next(c for c, (_, contracted) in nodes.customers.items() if contracted)
+    assert customer in held(partner)
+    assert query(partner, "SELECT count(*) FROM keys WHERE customer_id = ?", customer) != [(0,)]
+
+    async def revoke() -> list[dict[str, Any]]:
+        await nodes.hq.call("PATCH", f"/customers/{customer}", json={"partners_remove": ["partner-x"]})
+        home, _ = nodes.customers[customer]
+        nodes.customers[customer] = (home, False)
+        first = await partner.sync_now()
+        again = await partner.sync_now()
+        assert (first["purged"], again["purged"]) == (1, 0), (first, again)
+        missing = await partner.client.get(f"/customers/{customer}")
+        assert missing.status_code == 404
+        return await nodes.hq.call("GET", "/purge-receipts", params={"peer": "partner-x"})  # type: ignore[no-any-return]
+
+    receipts = aio.run(revoke(), timeout=60)
+    assert customer not in held(partner) and held(partner) == nodes.expected("partner-x")
+    assert query(partner, "SELECT count(*) FROM keys WHERE customer_id = ?", customer) == [(0,)]
+    mine = [r for r in receipts if f"customers/{customer}" in r["rows"]]
+    assert len(mine) == 1 and mine[0]["verified"] and mine[0]["keys_purged"] >= 1, receipts
+    assert customer in held(nodes.hq), "HQ keeps the customer"
+
+
+def test_a_tampered_receipt_no_longer_verifies(nodes: Nodes, aio: LoopThread) -> None:
+    receipts = aio.run(nodes.hq.call("GET", "/purge-receipts"), timeout=30)
+    assert receipts, "an earlier test made one"
+    target = receipts[0]["row_id"]
+    db = nodes.hq.data_dir / "hq.db"
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        conn.execute("UPDATE purge_receipts SET keys_purged = keys_purged + 1 WHERE row_id = ?", (target,))
+        conn.commit()
+    finally:
+        conn.close()
+    after = {r["row_id"]: r for r in aio.run(nodes.hq.call("GET", "/purge-receipts"), timeout=30)}
+    assert after[target]["verified"] is False
+
+
+def test_a_customer_moved_to_another_branch_arrives_whole_and_leaves_the_old_one(
+        nodes: Nodes, aio: LoopThread) -> None:
+    a, b = nodes.below["branch-a"], nodes.below["branch-b"]
+    customer = next(c for c, (home, _) in nodes.customers.items() if home == "branch-b")
+
+    async def move() -> dict[str, Any]:
+        await nodes.hq.call("PATCH", f"/customers/{customer}", json={"home_branch": "branch-a"})
+        nodes.customers[customer] = ("branch-a", nodes.customers[customer][1])
+        await nodes.sync(rounds=3)
+        return await a.call("GET", f"/customers/{customer}")  # type: ignore[no-any-return]
+
+    card = aio.run(move(), timeout=60)
+    assert card["unavailable"] == [] and card["name"] == demo_person(200 + list(nodes.customers).index(customer))["name"]
+    assert held(a) == nodes.expected("branch-a") and held(b) == nodes.expected("branch-b")
+
+
+# ---------------------------------------------------------------- refused writes
+
+
+def test_a_refused_partner_write_converges_back(nodes: Nodes, aio: LoopThread) -> None:
+    partner = nodes.below["partner-x"]
+    customer = next(iter(nodes.expected("partner-x")))
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        await partner.call("PATCH", f"/customers/{customer}", json={"star_level": 6})
+        first = await partner.sync_now()
+        second = await partner.sync_now()
+        return first, second, await partner.call("GET", f"/customers/{customer}")
+
+    first, second, card = aio.run(scenario(), timeout=60)
+    assert first["refused_upstream"] == 1 and second["refused_upstream"] == 0
+    assert card["star_level"] == 2, "HQ's value again"
+    assert aio.run(nodes.hq.call("GET", f"/customers/{customer}"), timeout=30)["star_level"] == 2
+
+
+def test_a_partner_write_to_a_field_it_does_not_hold_is_refused_and_dropped_there(
+        nodes: Nodes, aio: LoopThread) -> None:
+    partner = nodes.below["partner-x"]
+    customer = next(iter(nodes.expected("partner-x")))
+
+    async def scenario() -> dict[str, Any]:
+        await partner.call("PATCH", f"/customers/{customer}", json={"segment": "mine-now"})
+        report = await partner.sync_now()
+        await partner.sync_now()
+        return report
+
+    report = aio.run(scenario(), timeout=60)
+    assert report["refused_upstream"] == 1
+    (state,) = query(partner, "SELECT _state FROM customers WHERE row_id = ?", customer)[0]
+    assert "segment" not in msgspec.msgpack.decode(state), "absent at the partner again"
+    assert aio.run(nodes.hq.call("GET", f"/customers/{customer}"), timeout=30)["segment"] is None
