@@ -20,6 +20,7 @@ from server.routes.auth import AuthController, DeviceController
 from server.routes.customers import CustomerController
 from server.routes.health import HealthController
 from server.routes.keys import EnrollController, KeyAdminController, NodeKeysController
+from server.routes.offboarding import OffboardingController
 from server.routes.purge_receipts import PurgeReceiptController
 from server.routes.sync import SyncController, SyncNowController
 from server.routes.users import UserAdminController
@@ -47,7 +48,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
     operator = Router(
         path="/",
         route_handlers=[CustomerController, SyncNowController, EnrollController, KeyAdminController,
-                        UserAdminController, PurgeReceiptController],
+                        UserAdminController, PurgeReceiptController, OffboardingController],
         guards=[require_admin],
     )
     return Litestar(

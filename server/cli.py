@@ -284,6 +284,36 @@ def erase(site: str, data_dir: str | None, port: int | None, upstream_url: str |
                f"{report['results_shredded']} results shredded; scope keys rotated: {rotated or 'none'}")
 
 
+@main.command()
+@_site_options
+@click.argument("partner")
+@click.option("--wait", "wait_s", type=float, default=600.0, show_default=True,
+              help="Seconds to wait for the partner's node to sync, purge and sign its receipt.")
+@_friendly
+def offboard(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, partner: str,
+             wait_s: float) -> None:
+    """End PARTNER's contract (PIPL Art. 21), through the running HQ node: revoke its
+    campaigns, customers, users and keys; wait until its node has purged everything
+    and signed a verified receipt; then retire the node's credentials."""
+    import time
+
+    config = _config(site, data_dir, port, upstream_url)
+    url, path = _local_url(config), f"/partners/{partner}/offboard"
+    began = _call(url, path)
+    click.echo(f"{partner}: revoked {began['customers_revoked']} customers, {began['campaigns_revoked']} campaigns, "
+               f"{began['users_deleted']} users, {began['key_records_deleted']} key records; waiting for its purge")
+    deadline = time.monotonic() + wait_s
+    state = began
+    while not state["purged"]:
+        if time.monotonic() > deadline:
+            raise ApiError(f"{partner} has not confirmed its purge within {wait_s:g} s "
+                           f"(still holds {state['rows_held']} rows by HQ's record); run this again later")
+        time.sleep(1.0)
+        state = _call(url, path, method="GET")
+    done = _call(url, f"/partners/{partner}/retire")
+    click.echo(f"{partner}: purged ({done['receipts']} signed receipts, all verified); credentials retired")
+
+
 @main.command("rotate-keys")
 @_site_options
 @click.option("--scope", "scope", help="A scope key to rotate, as GROUP/CLASS (at HQ), e.g. branch-a/contact.")

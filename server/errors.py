@@ -35,6 +35,7 @@ from sync.errors import (
 
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
+from server.offboarding import NotAPartnerError, NotPurgedYetError
 from server.sessions import (
     AccountDisabledError,
     ForbiddenError,
@@ -137,6 +138,8 @@ STATUS[TooManyAttemptsError] = 429
 STATUS[UsernameTakenError] = 409
 STATUS[UnknownSiteError] = 422
 STATUS[UserGoneError] = 404
+STATUS[NotAPartnerError] = 404
+STATUS[NotPurgedYetError] = 409
 
 
 def status_of(exc: Exception) -> int:

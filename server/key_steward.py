@@ -40,6 +40,9 @@ from sync.edits import Edit
 
 log = logging.getLogger(__name__)
 
+#: above every key version: dropping the keys below it drops them all
+NO_VERSION = 1 << 32
+
 _CHUNK = 1_000
 
 
@@ -137,6 +140,11 @@ class KeySteward:
     async def _follow_epochs(self, report: StewardReport) -> None:
         for epoch in await self.store.find_rows("keys", kind="epoch"):
             group, cls, live = epoch["scope_group"], epoch["field_class"], epoch["scope_version"]
+            if epoch["deleted"] or live is None:  # HQ withdrew the key (an offboarded partner): destroy every version
+                if self.keystore.scope_keys(group, cls):
+                    report.scope_keys_destroyed += self.keystore.drop_scope_keys_below(group, cls, NO_VERSION)
+                    self.keystore.save()
+                continue
             old = [k for k in self.keystore.scope_keys(group, cls) if k.version < live]
             if not old:
                 continue
@@ -194,7 +202,13 @@ class KeySteward:
                     by_customer.setdefault(record["customer_id"], []).append(record_wrap(record))
             edits: list[Edit] = []
             for row in chunk:
-                wraps = row_key_wraps(row["row_id"], row) + by_customer.get(row["row_id"], [])
+                groups = customer_groups(row, self.hq)
+                records = by_customer.get(row["row_id"], [])
+                stale = {w.record for w in records if w.group not in groups and w.record is not None}
+                # a partner no longer contracted for the customer: its wraps go (it purged the row)
+                edits += [Edit("keys", record, "deleted", "set", True) for record in sorted(stale)]
+                report.keys_shredded += len(stale)
+                wraps = row_key_wraps(row["row_id"], row) + [w for w in records if w.record not in stale]
                 edits += self._wrap_missing(row, wraps, report)
                 edits += self._index_missing(row, wraps, report)
             if edits:

@@ -84,6 +84,8 @@ class Node:
         self.store = store
         #: the access policy in force; `reload_policy` swaps in a new one
         self.policy = policy
+        #: nodes being offboarded (server/offboarding.py): their scope is empty
+        self.offboarding: set[str] = set()
         self.hq = config.node_id if config.role == "hq" else config.upstream.node_id  # type: ignore[union-attr]
         self.keyring = Keyring(store, keystore, hq=self.hq)
         #: HQ only: makes, hands out and rotates scope keys; erases customers
@@ -98,7 +100,7 @@ class Node:
                 max_push_changes=max(config.sync.push_limit, 20_000),
                 max_page_changes=max(config.sync.page_limit, 20_000),
             ),
-            scope_for=lambda peer: scope_for(config, self.policy, peer),
+            scope_for=lambda peer: scope_for(config, self.policy, peer, offboarding=peer in self.offboarding),
         )
         self.transport: HttpTransport | None = None
         self.replicator: Replicator | None = None
@@ -131,6 +133,7 @@ class Node:
         try:
             await enroll_listed(store, config)
             node = cls(config, store, keystore, policy)
+            node.offboarding = {r.node_id for r in await store.nodes() if r.offboarding_ms is not None}
             if node.authority is not None:
                 await node.authority.ensure_scope_keys()  # groups added to the registry since
         except BaseException:

@@ -23,10 +23,17 @@ from sync.scope import PeerScope
 _encode = msgspec.msgpack.Encoder(order="deterministic").encode
 
 
-def peer_scope(entry: NodeEntry, policy: Policy) -> PeerScope:
-    """What HQ sends the node of ``entry`` and accepts from it."""
+def peer_scope(entry: NodeEntry, policy: Policy, *, offboarding: bool = False) -> PeerScope:
+    """What HQ sends the node of ``entry`` and accepts from it (nothing at all for a
+    node being offboarded: it purges every row it holds)."""
     scope = policy.node_scope(entry)
     classes = grants(entry, policy)
+    if offboarding:  # its key records still reach it: deleted, so it shreds them
+        return PeerScope(
+            node=entry.node_id, groups=frozenset({entry.node_id}), classes=classes, rows=_nothing,
+            reads={c: () for c in GOVERNED}, fields={c: frozenset() for c in GOVERNED},
+            writable={c: frozenset() for c in GOVERNED}, fingerprint="offboarding",
+        )
     if scope.rows == "all":  # a node holding every row (a second HQ): no row rule
         return PeerScope(node=entry.node_id, groups=frozenset({entry.node_id}), classes=classes,
                          fingerprint=_fingerprint(scope, classes))
@@ -42,12 +49,16 @@ def peer_scope(entry: NodeEntry, policy: Policy) -> PeerScope:
     )
 
 
-def scope_for(config: SiteConfig, policy: Policy, node_id: str) -> PeerScope | None:
+def scope_for(config: SiteConfig, policy: Policy, node_id: str, *, offboarding: bool = False) -> PeerScope | None:
     """The scope HQ serves to a downstream node (None: not in the registry)."""
     for entry in config.nodes:
         if entry.node_id == node_id:
-            return peer_scope(entry, policy)
+            return peer_scope(entry, policy, offboarding=offboarding)
     return None
+
+
+def _nothing(collection: str, values: object) -> bool:
+    return False
 
 
 def _fingerprint(scope: NodeScope, classes: frozenset[str]) -> str:

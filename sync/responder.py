@@ -73,7 +73,7 @@ class Responder:
 
     async def pull(self, request: PullRequest, peer_schema: int) -> ChangesPage:
         store = self.store
-        require_known(request.node, await store.node(request.node) is not None and request.node != store.node_id)
+        require_known(request.node, await self._known(request.node))
         high = await store.high_seq()
         since, cursor = pull_start(request, peer_schema, store_id=store.store_id, high=high)
         link = await store.ensure_link(request.node, "downstream")
@@ -126,6 +126,11 @@ class Responder:
             scope=token,
         )
 
+    async def _known(self, node: str) -> bool:
+        """A node of the registry, not this one, and not retired."""
+        record = await self.store.node(node)
+        return record is not None and record.retired_ms is None and node != self.store.node_id
+
     async def _confirm(self, peer: str, token: str) -> None:
         """The peer stored the page it names (and so every page before it): record
         the rows those pages sent it whole or purged. Pages after it were lost."""
@@ -134,6 +139,8 @@ class Responder:
         if done is None or not token:
             return
         pages = served[: done + 1]
+        if not any(page.entered or page.left or page.drops for page in pages):
+            return
         await self.store.confirm_served(
             peer,
             entered=[key for page in pages for key in page.entered],
@@ -143,7 +150,7 @@ class Responder:
 
     async def push(self, batch: PushBatch) -> Ack:
         store = self.store
-        require_known(batch.node, await store.node(batch.node) is not None and batch.node != store.node_id)
+        require_known(batch.node, await self._known(batch.node))
         link = await store.ensure_link(batch.node, "downstream")
         # a store this link has not seen (first contact, or rebuilt) starts from 0;
         # the link is reset only when the batch is stored, never by a refused one

@@ -90,6 +90,10 @@ class NodeRecord(msgspec.Struct, frozen=True):
     key_version: int | None = None
     sign_pub: bytes | None = None
     kem_pub: bytes | None = None
+    #: offboarding began (its scope is empty: it purges everything it holds)
+    offboarding_ms: int | None = None
+    #: its credentials were retired: it may no longer sync here
+    retired_ms: int | None = None
 
 
 class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):

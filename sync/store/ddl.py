@@ -101,7 +101,8 @@ CREATE TABLE auth_devices (
 
 #: What an upstream knows of each downstream's scoped copy, never replicated:
 #: the governed rows it holds (confirmed by its next pull), and the rows it must
-#: drop (`sync.changes.RowDrop`) that it has not yet confirmed.
+#: drop (`sync.changes.RowDrop`) that it has not yet confirmed; and in the
+#: registry, when a node's offboarding began and its credentials were retired.
 SCOPE_TABLES = """
 CREATE TABLE peer_rows (
     peer        TEXT NOT NULL,
@@ -119,6 +120,10 @@ CREATE TABLE peer_drops (
 ) WITHOUT ROWID, STRICT;
 
 ALTER TABLE links ADD COLUMN pull_scope TEXT NOT NULL DEFAULT '';
+
+ALTER TABLE nodes ADD COLUMN offboarding_ms INTEGER;
+
+ALTER TABLE nodes ADD COLUMN retired_ms INTEGER;
 """
 
 

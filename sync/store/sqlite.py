@@ -872,6 +872,20 @@ class SqliteStore:
             (key_version, sign_pub, kem_pub, node_id),
         )
 
+    @_writes
+    async def set_node_state(self, node_id: str, *, offboarding_ms: int | None = None,
+                             retired_ms: int | None = None) -> None:
+        """Mark a node's offboarding begun and, later, its credentials retired: it is
+        refused at the sync endpoints and nothing is wrapped for it again (its
+        key-receiving key is forgotten); its signing key stays, to verify what it
+        signed before (its purge receipts)."""
+        if offboarding_ms is not None:
+            await self._w.execute("UPDATE nodes SET offboarding_ms = coalesce(offboarding_ms, ?) WHERE node_id = ?",
+                                  (offboarding_ms, node_id))
+        if retired_ms is not None:
+            await self._w.execute(
+                "UPDATE nodes SET retired_ms = ?, kem_pub = NULL WHERE node_id = ?", (retired_ms, node_id))
+
     @_reads
     async def descendants(self, node_id: str) -> set[str]:
         async with self._r.execute(

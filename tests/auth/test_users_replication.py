@@ -90,7 +90,9 @@ def test_layout_4_adds_the_sign_in_tables_and_user_columns_to_an_older_store(tmp
     for statement in ("DROP TABLE auth_sessions", "DROP TABLE auth_refresh_tokens", "DROP TABLE auth_devices",
                       "DROP INDEX users_username", "ALTER TABLE users DROP COLUMN password_hash",
                       "ALTER TABLE users DROP COLUMN tokens_valid_after_ms", "DROP TABLE peer_rows",
-                      "DROP TABLE peer_drops", "ALTER TABLE links DROP COLUMN pull_scope", "PRAGMA user_version = 3"):
+                      "DROP TABLE peer_drops", "ALTER TABLE links DROP COLUMN pull_scope",
+                      "ALTER TABLE nodes DROP COLUMN offboarding_ms", "ALTER TABLE nodes DROP COLUMN retired_ms",
+                      "PRAGMA user_version = 3"):
         db.execute(statement)
     db.commit()
     db.close()

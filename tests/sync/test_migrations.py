@@ -67,7 +67,8 @@ def test_layout_3_folds_old_key_records_back_to_what_schema_3_writes(tmp_path: P
         db.execute("UPDATE keys SET _state = ? WHERE row_id = ?", (msgspec.msgpack.encode(old), row_id))
     for table in ("auth_sessions", "auth_refresh_tokens", "auth_devices", "peer_rows", "peer_drops"):  # layout 4's, 5's
         db.execute(f"DROP TABLE {table}")
-    db.execute("ALTER TABLE links DROP COLUMN pull_scope")  # layout 5's
+    for table, column in (("links", "pull_scope"), ("nodes", "offboarding_ms"), ("nodes", "retired_ms")):  # layout 5's
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

@@ -177,6 +177,8 @@ def test_revoking_the_partners_contract_purges_the_customer_and_its_keys_there(
     mine = [r for r in receipts if f"customers/{customer}" in r["rows"]]
     assert len(mine) == 1 and mine[0]["verified"] and mine[0]["keys_purged"] >= 1, receipts
     assert customer in held(nodes.hq), "HQ keeps the customer"
+    assert query(nodes.hq, "SELECT count(*) FROM keys WHERE customer_id = ? AND scope_group = 'partner-x' "
+                           "AND deleted = 0", customer) == [(0,)], "HQ no longer wraps its keys for the partner"
 
 
 def test_a_tampered_receipt_no_longer_verifies(nodes: Nodes, aio: LoopThread) -> None:
@@ -184,14 +186,18 @@ def test_a_tampered_receipt_no_longer_verifies(nodes: Nodes, aio: LoopThread) ->
     assert receipts, "an earlier test made one"
     target = receipts[0]["row_id"]
     db = nodes.hq.data_dir / "hq.db"
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        conn.execute("UPDATE purge_receipts SET keys_purged = keys_purged + 1 WHERE row_id = ?", (target,))
-        conn.commit()
-    finally:
-        conn.close()
-    after = {r["row_id"]: r for r in aio.run(nodes.hq.call("GET", "/purge-receipts"), timeout=30)}
-    assert after[target]["verified"] is False
+
+    def shift(by: int) -> dict[str, dict[str, Any]]:
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            conn.execute("UPDATE purge_receipts SET keys_purged = keys_purged + ? WHERE row_id = ?", (by, target))
+            conn.commit()
+        finally:
+            conn.close()
+        return {r["row_id"]: r for r in aio.run(nodes.hq.call("GET", "/purge-receipts"), timeout=30)}
+
+    assert shift(+1)[target]["verified"] is False
+    assert shift(-1)[target]["verified"] is True, "as signed again"
 
 
 def test_a_customer_moved_to_another_branch_arrives_whole_and_leaves_the_old_one(
@@ -245,3 +251,37 @@ def test_a_partner_write_to_a_field_it_does_not_hold_is_refused_and_dropped_ther
     (state,) = query(partner, "SELECT _state FROM customers WHERE row_id = ?", customer)[0]
     assert "segment" not in msgspec.msgpack.decode(state), "absent at the partner again"
     assert aio.run(nodes.hq.call("GET", f"/customers/{customer}"), timeout=30)["segment"] is None
+
+
+# ---------------------------------------------------------------- offboarding (last: it ends partner-x)
+
+
+def test_offboarding_purges_the_partner_collects_its_receipt_and_retires_it(nodes: Nodes, aio: LoopThread) -> None:
+    partner = nodes.below["partner-x"]
+    contracted = nodes.expected("partner-x")
+    assert contracted and held(partner) == contracted
+
+    async def scenario() -> str:
+        command = asyncio.create_task(asyncio.to_thread(nodes.hq._run, "offboard", "partner-x", "--wait", "60"))
+        while not command.done():  # the partner syncs while the command waits for its purge
+            await asyncio.sleep(0.5)
+            try:
+                await partner.sync_now()
+            except RuntimeError:
+                break  # retired: HQ refuses it from now on
+        return await command
+
+    out = aio.run(scenario(), timeout=120)
+    assert f"revoked {len(contracted)} customers" in out and "credentials retired" in out, out
+    assert held(partner) == set() and query(partner, "SELECT count(*) FROM keys WHERE deleted = 0") == [(0,)]
+    assert query(partner, "SELECT count(*) FROM users WHERE deleted = 0") == [(0,)]
+    state = aio.run(nodes.hq.call("GET", "/partners/partner-x/offboard"), timeout=30)
+    assert state["purged"] and state["retired_ms"] and state["rows_held"] == 0
+    refused = aio.run(partner.client.post("/sync/now"), timeout=30)
+    assert refused.status_code >= 400, "HQ refuses a retired node"
+    assert query(nodes.hq, "SELECT kem_pub FROM nodes WHERE node_id = 'partner-x'") == [(None,)], "nothing wraps for it"
+    keystore = open_keystore(partner.data_dir / "partner-x.keystore", partner.passphrase)
+    assert keystore.scope_keys() == [], "its scope keys destroyed in its keystore too"
+    for customer in contracted:
+        (partners,) = query(nodes.hq, "SELECT partners FROM customers WHERE row_id = ?", customer)[0]
+        assert "partner-x" not in partners
