@@ -205,7 +205,8 @@ class TooManyRevealsError(Exception):
         self.limit = limit
         self.retry_after_s = retry_after_s
         self.fields = (field,)
-        self.message = (f"You revealed {limit} fields at this node in the last 24 hours, the most allowed; "
+        self.message = ("This node allows no reveals (auth.reveals_per_day = 0)" if limit == 0 else
+                        f"You revealed {limit} fields at this node in the last 24 hours, the most allowed; "
                         f"try again in {retry_after_s} s")
         super().__init__(self.message)
 

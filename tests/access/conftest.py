@@ -201,6 +201,11 @@ class AccessDeployment:
     def events(self, node: str, **filters: Any) -> list[AccessEvent]:
         return self.on(node, self.node(node).store.access_events(**filters))  # type: ignore[no-any-return]
 
+    def last_event_id(self, node: str) -> int:
+        """The id of the node's latest access event (0: none yet)."""
+        events = self.events(node, limit=1_000_000)
+        return events[-1].event_id if events else 0
+
     def high_seq(self, node: str) -> int:
         return self.on(node, self.node(node).store.high_seq())  # type: ignore[no-any-return]
 
