@@ -42,12 +42,13 @@ class PolicyController(Controller):
     path = "/policy"
     tags = ["policy"]
 
-    @get("/", operation_id="GetPolicy", name="policy:get")
+    @get("/", operation_id="GetPolicy", name="policy:get", security=[{"OperatorToken": []}])
     async def show(self, node: NodeDep) -> PolicyInForce:  # type: ignore[valid-type]
         """The access policy in force at this node."""
         return in_force(node.policy, node.config.role)
 
-    @post("/reload", operation_id="ReloadPolicy", name="policy:reload", status_code=200)
+    @post("/reload", operation_id="ReloadPolicy", name="policy:reload", status_code=200,
+          security=[{"OperatorToken": []}])
     async def reload(self, node: NodeDep) -> PolicyInForce:  # type: ignore[valid-type]
         """Read the policy file again and put it in force. A bad file is refused
         (422, naming the file, line and place) and the policy in force stays."""

@@ -30,7 +30,6 @@ from tests.access.conftest import (
     STRANGER,
     AccessDeployment,
     Customer,
-    home_kind,
     new_id,
     person,
     role_username,

@@ -6,16 +6,22 @@ which field is tests/access/test_matrix.py."""
 from __future__ import annotations
 
 import asyncio
+import typing
 from pathlib import Path
 
 import pytest
 
-from server.access import OPERATOR_ACTOR, Actor, TooManyRevealsError
+from server.access import OPERATOR_ACTOR, Actor, MaskedField, TooManyRevealsError
+from server.masking import MASKS
 from server.access_events import DAY_MS, AccessLog
 from server.policy import Principal
 from sync.hlc import Clock
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 from tests.access.conftest import ADMIN, REVEALS_PER_DAY, AccessDeployment
+
+
+def test_the_fields_one_may_ask_to_reveal_are_those_with_a_mask() -> None:
+    assert set(typing.get_args(MaskedField)) == {f for c, f in MASKS if c == "customers"}
 
 
 def test_a_reveal_is_recorded_with_its_purpose_and_reference(deployment: AccessDeployment) -> None:
