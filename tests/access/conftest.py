@@ -20,7 +20,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -271,12 +271,11 @@ def policy() -> Policy:
     return load_policy(POLICY_FILE)
 
 
-@pytest.fixture(scope="package")
-def deployment(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[AccessDeployment]:
-    """The deployment every access test shares: users per role, the customers of
-    `customer_bodies` made at HQ and synced everywhere. Tests must leave what
-    they read as they found it (writes that succeed write the values already there)."""
-    d = AccessDeployment(tmp_path_factory.mktemp("access"))
+@contextmanager
+def running_deployment(base: Path, policy: Policy) -> Iterator[AccessDeployment]:
+    """A deployment with a user per role of ``policy`` and the customers of
+    `customer_bodies` made at HQ and synced everywhere, serving until the end."""
+    d = AccessDeployment(base)
     asyncio.run(d.init(role_users(policy)))
     d.start()
     try:
@@ -286,6 +285,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iter
         yield d
     finally:
         d.close()
+
+
+@pytest.fixture(scope="package")
+def deployment(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[AccessDeployment]:
+    """The deployment every access test shares. Tests must leave what they read as
+    they found it (writes that succeed write the values already there)."""
+    with running_deployment(tmp_path_factory.mktemp("access"), policy) as d:
+        yield d
 
 
 def new_id() -> str:

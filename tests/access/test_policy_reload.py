@@ -9,7 +9,6 @@ each test puts the file back and reloads before it ends."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
@@ -22,22 +21,15 @@ import pytest
 from server.auth import TOKEN_ENV
 from server.cli import ROOT
 from server.policy import Policy
-from tests.access.conftest import ADMIN, AccessDeployment, customer_bodies, role_users
+from tests.access.conftest import ADMIN, AccessDeployment, running_deployment
 from tests.conftest import ClusterFactory, LoopThread
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[AccessDeployment]:
-    d = AccessDeployment(tmp_path_factory.mktemp("reload"))
-    asyncio.run(d.init(role_users(policy)))
-    d.start()
-    try:
-        for key, body in customer_bodies(d).items():
-            d.create_customer(key, body)
-        d.settle()
+    """A deployment of this module's own: its tests edit its policy file."""
+    with running_deployment(tmp_path_factory.mktemp("reload"), policy) as d:
         yield d
-    finally:
-        d.close()
 
 
 def move(text: str, role: str, field: str, *, to: str) -> str:
