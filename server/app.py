@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from server.auth import admin_token, require_admin
+from server.auth import admin_token, record_refusal, require_admin
 from server.config import SiteConfig
 from server.deps import DEPENDENCIES
 from server.errors import internal_error, problem_details_plugin
@@ -21,6 +21,7 @@ from server.routes.customers import CustomerController
 from server.routes.health import HealthController
 from server.routes.keys import EnrollController, KeyAdminController, NodeKeysController
 from server.routes.offboarding import OffboardingController
+from server.routes.policy import PolicyController
 from server.routes.purge_receipts import PurgeReceiptController
 from server.routes.sync import SyncController, SyncNowController
 from server.routes.users import UserAdminController
@@ -47,17 +48,19 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
 
     operator = Router(
         path="/",
-        route_handlers=[CustomerController, SyncNowController, EnrollController, KeyAdminController,
-                        UserAdminController, PurgeReceiptController, OffboardingController],
+        route_handlers=[SyncNowController, EnrollController, KeyAdminController, UserAdminController,
+                        PolicyController, PurgeReceiptController, OffboardingController],
         guards=[require_admin],
     )
     return Litestar(
+        # the customers API takes users and the operator (server/access.py)
         route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
-                        operator],
+                        CustomerController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],
         exception_handlers={Exception: internal_error},
+        after_exception=[record_refusal],
         openapi_config=OpenAPIConfig(
             title="Outpost node API",
             version=API_VERSION,
@@ -68,6 +71,11 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
                 "AccessToken": SecurityScheme(
                     type="http", scheme="bearer", bearer_format="JWT",
                     description="An access token from /auth/sign-in (EdDSA-signed by the issuing node)",
+                ),
+                "OperatorToken": SecurityScheme(
+                    type="http", scheme="bearer",
+                    description="The node's operator token (OUTPOST_ADMIN_TOKEN): the deployment's machine "
+                                "credential, with full access",
                 ),
             }),
         ),

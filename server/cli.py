@@ -1,4 +1,4 @@
-"""The `outpost` command: init, serve, sync, status, users, demo.
+"""The `outpost` command: init, serve, sync, status, users, policy, demo.
 
 SITE is a site config: a path to a TOML file, or a name in sites/ (``branch-a``).
 Every command exits non-zero with a one-line message (no traceback) when the
@@ -433,6 +433,23 @@ def users_list(site: str, data_dir: str | None, port: int | None, upstream_url: 
         table.add_row(u["username"], u["role"], u["site"], u["team"] or "",
                       "disabled" if u["disabled"] else "active", u["row_id"])
     Console().print(table)
+
+
+@main.group()
+def policy() -> None:
+    """The access policy of a running node (with its OUTPOST_ADMIN_TOKEN)."""
+
+
+@policy.command("reload")
+@_site_options
+@_friendly
+def policy_reload(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> None:
+    """Put the node's policy file in force again without a restart; a bad file is
+    refused with what is wrong, and the policy in force stays."""
+    config = _config(site, data_dir, port, upstream_url)
+    result = _call(_local_url(config), "/policy/reload")
+    click.echo(f"{config.node_id}: policy {result['path']} in force; roles here: "
+               f"{', '.join(result['roles_here']) or 'none'}")
 
 
 @main.command()

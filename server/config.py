@@ -59,6 +59,8 @@ class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ``trusted_issuers``: other nodes whose access tokens this node accepts,
     verified with their public keys from this node's registry (HQ holds those
     of the nodes enrolled with it); a node always accepts its own.
+    ``reveals_per_day``: how many masked fields one user may reveal at this node
+    in any 24 hours (``POST /customers/{id}/reveal``); 0 allows none.
     """
 
     access_ttl_s: Annotated[int, Meta(ge=60, le=3_600)] = 600
@@ -67,6 +69,7 @@ class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_failures_per_user: Annotated[int, Meta(ge=1, le=1_000)] = 5
     max_failures_per_address: Annotated[int, Meta(ge=1, le=100_000)] = 20
     failure_window_s: Annotated[int, Meta(ge=1, le=86_400)] = 900
+    reveals_per_day: Annotated[int, Meta(ge=0, le=10_000)] = 50
 
 
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -8,7 +8,8 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
-from server.auth import principal_of
+from server.access import Actor
+from server.auth import actor_of, principal_of
 from server.node import Node
 from server.sessions import Principal
 
@@ -16,6 +17,9 @@ from server.sessions import Principal
 NodeDep = NamedDependency[Node]
 #: a route handler's parameter for the signed-in caller (401 without a valid access token)
 PrincipalDep = NamedDependency[Principal]
+#: a route handler's parameter for the caller of a route under the access policy:
+#: the operator or a signed-in user (server/access.py; needs the `require_actor` guard)
+ActorDep = NamedDependency[Actor]
 
 
 def _node(state: State) -> Node:
@@ -26,4 +30,10 @@ async def _principal(request: Request[Any, Any, Any]) -> Principal:
     return await principal_of(request)
 
 
-DEPENDENCIES = {"node": Provide(_node, sync_to_thread=False), "principal": Provide(_principal)}
+async def _actor(request: Request[Any, Any, Any]) -> Actor:
+    return await actor_of(request)
+
+
+DEPENDENCIES = {
+    "node": Provide(_node, sync_to_thread=False), "principal": Provide(_principal), "actor": Provide(_actor),
+}

@@ -33,6 +33,7 @@ from sync.errors import (
     VersionMismatchError,
 )
 
+from server.access import AccessDeniedError, OutOfScopeError, TooManyRevealsError
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
 from server.offboarding import NotAPartnerError, NotPurgedYetError
@@ -121,7 +122,26 @@ class BadSignatureError(Exception):
         return {"node": self.node}
 
 
+class PolicyReloadError(Exception):
+    """The policy file on disk cannot be used; the policy in force stays in force."""
+
+    code = "policy_invalid"
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.message = f"{problem}; the policy in force is unchanged"
+        super().__init__(self.message)
+
+    def details(self) -> dict[str, object]:
+        return {"path": self.path}
+
+
 STATUS[NotFoundError] = 404
+STATUS[OutOfScopeError] = 404
+STATUS[AccessDeniedError] = 403
+STATUS[TooManyRevealsError] = 429
+STATUS[PolicyReloadError] = 422
 STATUS[UnauthorizedError] = 401
 STATUS[WrongNodeError] = 409
 STATUS[BadSignatureError] = 403

@@ -40,25 +40,44 @@ def _member_type(f: FieldSpec) -> Any:
     return typing.get_args(typing.get_args(f.annotation)[0])[0]
 
 
-def view_struct(collection: str) -> type[msgspec.Struct]:
-    """The read view of a row: ``row_id`` and every non-PII field, materialised."""
+def _pii_view_type(f: FieldSpec) -> Any:
+    """A PII field as a reader gets it: in full, or masked (server/masking.py), so
+    without the write body's format constraints (``1985-**-**`` is no date)."""
+    return Annotated[str, Meta(max_length=PII_MAX_LENGTH.get(f.name, 256),
+                               description=f"PII ({f.pii}): in full, or masked for a role that sees it masked")]
+
+
+def view_struct(collection: str, *, policy_shaped: bool = False) -> type[msgspec.Struct]:
+    """The read view of a row: ``row_id`` and every non-PII field, materialised.
+
+    ``policy_shaped``: every field but ``row_id`` (and ``unavailable``) may be
+    absent, for the fields the caller's role does not see (`msgspec.UNSET`,
+    omitted from the JSON, never null), and PII fields take masked values too.
+    """
     spec = COLLECTIONS[collection]
+
+    def optional(annotation: Any, default: Any) -> tuple[Any, Any]:
+        # as in `write_struct`: UNSET as the default (never encoded) keeps the
+        # annotation, and so the field's OpenAPI schema, as it is
+        return (annotation, msgspec.UNSET) if policy_shaped else (annotation, default)
+
     fields: list[tuple[str, Any, Any]] = [("row_id", RowId, msgspec.NODEFAULT)]
     for f in _visible(spec):
         if f.merge == "add_wins_set":
-            fields.append((f.name, list[_member_type(f)], msgspec.field(default_factory=list)))
+            fields.append((f.name, *optional(list[_member_type(f)], msgspec.field(default_factory=list))))
         elif f.merge == "counter":
-            fields.append((f.name, int, 0))
+            fields.append((f.name, *optional(int, 0)))
         else:
-            fields.append((f.name, f.annotation, f.default))
+            fields.append((f.name, *optional(f.annotation, f.default)))
     if collection == "customers":
         for f in spec.pii_fields:
-            fields.append((f.name, _pii_type(f) | None, None))
+            pii = _pii_view_type(f) if policy_shaped else _pii_type(f)
+            fields.append((f.name, *optional(pii | None, None)))
         fields.append(("unavailable", Annotated[list[str], Meta(
             description="PII fields this node holds but cannot open (no key here, or damaged); the reason is logged"
-        )], msgspec.field(default_factory=list)))
+        )], msgspec.NODEFAULT if policy_shaped else msgspec.field(default_factory=list)))  # always in the JSON
     name = "".join(p.capitalize() for p in spec.name.rstrip("s").split("_")) + "View"
-    return msgspec.defstruct(name, fields, kw_only=True, module=__name__)
+    return msgspec.defstruct(name, fields, kw_only=True, omit_defaults=policy_shaped, module=__name__)
 
 
 def write_struct(collection: str) -> type[msgspec.Struct]:
@@ -126,9 +145,55 @@ def to_view(view: type[msgspec.Struct], row: dict[str, Any], opened: Any = None)
     return view(**values)
 
 
+#: a customer write body's member -> the schema field it changes
+WRITE_TARGETS: dict[str, str] = {}
+for _f in _visible(COLLECTIONS["customers"]) + list(COLLECTIONS["customers"].pii_fields):
+    if _f.merge == "add_wins_set":
+        WRITE_TARGETS[f"{_f.name}_add"] = WRITE_TARGETS[f"{_f.name}_remove"] = _f.name
+    elif _f.merge == "counter":
+        WRITE_TARGETS[f"{_f.name}_increment"] = _f.name
+    else:
+        WRITE_TARGETS[_f.name] = _f.name
+
+
+def fields_written(body: msgspec.Struct) -> list[str]:
+    """The schema fields a customer write body changes, in schema order (a set
+    given with an empty list counts: the body names it)."""
+    given = {WRITE_TARGETS[name] for name in body.__struct_fields__ if getattr(body, name) is not msgspec.UNSET}
+    return [name for name in COLLECTIONS["customers"].fields if name in given]
+
+
+def apply_write(row: dict[str, Any], body: msgspec.Struct) -> dict[str, Any]:
+    """``row`` (materialised) as it would be after the write ``body``: what row
+    admission reads of it (sets as sorted lists; PII as the plaintext given)."""
+    out = dict(row)
+    for f in _visible(COLLECTIONS["customers"]):
+        if f.merge == "add_wins_set":
+            members = set(out.get(f.name) or ())
+            added, removed = getattr(body, f"{f.name}_add"), getattr(body, f"{f.name}_remove")
+            members -= set() if removed is msgspec.UNSET else set(removed)
+            members |= set() if added is msgspec.UNSET else set(added)
+            out[f.name] = sorted(members)
+        elif f.merge == "counter":
+            by = getattr(body, f"{f.name}_increment")
+            out[f.name] = out.get(f.name, 0) + (0 if by is msgspec.UNSET else by)
+        elif (value := getattr(body, f.name)) is not msgspec.UNSET:
+            out[f.name] = value
+    return out
+
+
+def blank_row(collection: str, row_id: str) -> dict[str, Any]:
+    """A new row as materialised before any write: every field at its default."""
+    row: dict[str, Any] = {"row_id": row_id}
+    for f in COLLECTIONS[collection].fields.values():
+        row[f.name] = [] if f.merge == "add_wins_set" else (None if f.default is msgspec.NODEFAULT else f.default)
+    return row
+
+
 _SEALED = frozenset(f.name for c in COLLECTIONS.values() for f in c.pii_fields)
 
-CustomerView = view_struct("customers")
+#: a customer as the API shows it, shaped by the caller's access (see server/access.py)
+CustomerView = view_struct("customers", policy_shaped=True)
 CustomerWrite = write_struct("customers")
 #: a user as the operator API shows it: never its password hash (a secret field)
 UserView = view_struct("users")

@@ -1,8 +1,32 @@
-"""Customers: create, change, read, look up by phone or ID number, erase.
+"""Customers: create, change, read, look up by phone or ID number, reveal a
+masked field, erase, rotate keys.
+
+Two kinds of caller (server/access.py): the **operator** (``Authorization:
+Bearer <OUTPOST_ADMIN_TOKEN>``), the deployment's machine credential, has full
+access as it always had; a **signed-in user** (an access token from
+``/auth/sign-in``) gets what the access policy in force at this node gives their
+role:
+
+* a customer outside their row scope answers 404 exactly as one that does not
+  exist;
+* fields their role does not see are absent from the JSON (never null), masked
+  ones are masked, the rest in full;
+* a write or create naming a field the role may not change, or putting the row
+  outside their scope, is a 403 naming the fields; nothing changes;
+* lookups need a role that may look up by that number; matches outside the
+  scope are left out;
+* ``/reveal`` shows one masked field in full, for a purpose code, if the role
+  may reveal it, within ``auth.reveals_per_day``.
+
+Erasure and key rotation are the operator's alone (a user gets 403): erasure is
+a deployment-wide, irreversible operation done at HQ on a data subject's
+request, not a field edit, and rotation is key maintenance.
 
 PII arrives as plaintext JSON, is sealed at this node before anything is stored,
-and is opened for the response; a field this node cannot open is listed in
-``unavailable``.
+and is opened for the response; a visible field this node cannot open is null
+and listed in ``unavailable``. Every response showing PII, every write, lookup,
+reveal, erasure and rotation, and every refusal is an access event
+(server/access_events.py): ids and field names, never values.
 """
 
 from __future__ import annotations
@@ -11,19 +35,36 @@ import os
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, get, patch, post
 from litestar.params import JSONBody, Parameter
 from msgspec import Meta
 
-from server.deps import NodeDep
+from server.access import (
+    CUSTOMERS,
+    Actor,
+    MaskedField,
+    OutOfScopeError,
+    RevealPurpose,
+    admits,
+    check_create,
+    check_look_up,
+    check_reveal,
+    check_write,
+    project_customer,
+)
+from server.auth import note_access, require_actor, require_operator
+from server.deps import ActorDep, NodeDep
 from server.errors import NotFoundError, WrongNodeError
 from server.key_authority import ErasureReport, rotate_customer_keys
 from server.node import Node
-from server.views import CustomerView, CustomerWrite, edits_from, pii_from, to_view
+from server.views import CustomerView, CustomerWrite, edits_from, fields_written, pii_from
 from sync.edits import Edit
-from sync.ids import ROW_ID_PATTERN, new_ulid
+from sync.ids import ROW_ID_PATTERN, RowId, new_ulid
 
 RowIdParam = Annotated[str, Parameter(pattern=ROW_ID_PATTERN, description="customer id (ULID or UUID)")]
+#: the customers API takes a user's access token or the operator's token
+ACCESS_SECURITY = [{"AccessToken": []}, {"OperatorToken": []}]
+OPERATOR_SECURITY = [{"OperatorToken": []}]
 
 
 class LookupRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -34,9 +75,29 @@ class LookupRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class LookupResult(msgspec.Struct, kw_only=True):
+    #: the matching customers the caller may see, each as `GetCustomer` shows it
     matches: list[CustomerView]  # type: ignore[valid-type]
     #: false when this node holds no blind-index key (it cannot look up)
     indexed: bool = True
+
+
+class RevealRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One masked field to see in full, and why: a purpose code from a fixed list
+    and, optionally, the id of the task or ticket it is for. No free text, so no
+    personal information reaches the access events."""
+
+    field: MaskedField
+    purpose: RevealPurpose
+    reference: RowId | None = None
+
+
+class RevealedField(msgspec.Struct, kw_only=True):
+    row_id: str
+    field: str
+    #: the field in full; null when empty, or when this node cannot open it (``unavailable``)
+    value: str | None
+    unavailable: bool = False
+    purpose: str
 
 
 class EraseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,91 +114,149 @@ class RotationDone(msgspec.Struct, kw_only=True):
 class CustomerController(Controller):
     path = "/customers"
     tags = ["customers"]
+    guards = [require_actor]
 
-    @post("/", operation_id="CreateCustomer", name="customers:create", status_code=201)
-    async def create(self, data: JSONBody[CustomerWrite], node: NodeDep) -> CustomerView:  # type: ignore[valid-type]
+    @post("/", operation_id="CreateCustomer", name="customers:create", status_code=201, security=ACCESS_SECURITY,
+          opt={"access": "create"})
+    async def create(self, data: JSONBody[CustomerWrite], node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
+                     request: Request) -> CustomerView:  # type: ignore[valid-type,type-arg]
         """Create a customer with a new id; PII fields are sealed here under the
-        customer's new data keys (one per field class)."""
+        customer's new data keys (one per field class). Made at a site without a
+        ``home_branch``, it is that site's customer. A user's role must write every
+        field given, and the new customer must be inside their row scope (403)."""
+        note_access(request, fields=fields_written(data))
         row_id = new_ulid(node.store.clock.now_ms(), os.urandom(10))
+        implied: dict[str, Any] = {}
+        if data.home_branch is msgspec.UNSET and node.authority is None:  # made at a site: that site's customer
+            implied["home_branch"] = node.config.node_id
+        fields = check_create(node.policy, actor, row_id, data, implied)
         edits = edits_from("customers", row_id, data)
-        home = data.home_branch
-        if home is msgspec.UNSET and node.authority is None:  # made at a site: that site's customer
-            home = node.config.node_id
-            edits.append(Edit("customers", row_id, "home_branch", "set", home))
+        edits += [Edit("customers", row_id, name, "set", value) for name, value in implied.items()]
         pii = pii_from(data)
         if pii:
+            home = implied.get("home_branch", data.home_branch)
             row = {
                 "home_branch": None if home is msgspec.UNSET else home,
                 "partners": [] if data.partners_add is msgspec.UNSET else data.partners_add,
             }
             edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
-        return await _card(node, row_id)
+        await node.access_log.record(actor, "create", row_id=row_id, fields=fields)
+        return await _card(node, actor, row_id)
 
-    @patch("/{row_id:str}", operation_id="UpdateCustomer", name="customers:update")
-    async def update(self, row_id: RowIdParam, data: JSONBody[CustomerWrite], node: NodeDep) -> CustomerView:  # type: ignore[valid-type]
-        """Change some fields of a customer: one stamp for the whole write."""
-        row = await _row(node, row_id)
+    @patch("/{row_id:str}", operation_id="UpdateCustomer", name="customers:update", security=ACCESS_SECURITY,
+           opt={"access": "write"})
+    async def update(self, row_id: RowIdParam, data: JSONBody[CustomerWrite], node: NodeDep,  # type: ignore[valid-type]
+                     actor: ActorDep, request: Request) -> CustomerView:  # type: ignore[valid-type,type-arg]
+        """Change some fields of a customer: one stamp for the whole write. A user's
+        role must write every field given, and the customer must stay inside their
+        row scope (403, nothing changed)."""
+        note_access(request, fields=fields_written(data))
+        row = await _row_in_scope(node, actor, row_id)
+        fields = check_write(node.policy, actor, row, data)
         edits = edits_from("customers", row_id, data)
         pii = pii_from(data)
         if pii and not row["deleted"]:  # a deleted row holds no PII
             edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
-        return await _card(node, row_id)
+        await node.access_log.record(actor, "write", row_id=row_id, fields=fields)
+        return await _card(node, actor, row_id)
 
-    @get("/{row_id:str}", operation_id="GetCustomer", name="customers:get")
-    async def get(self, row_id: RowIdParam, node: NodeDep) -> CustomerView:  # type: ignore[valid-type]
-        """A customer as this node holds it, PII opened where this node has the keys."""
-        return await _card(node, row_id)
+    @get("/{row_id:str}", operation_id="GetCustomer", name="customers:get", security=ACCESS_SECURITY,
+         opt={"access": "read"})
+    async def get(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep) -> CustomerView:  # type: ignore[valid-type]
+        """A customer as this node holds it and the caller may see it: fields the
+        caller's role does not see are absent, masked ones masked, PII opened where
+        this node has the keys."""
+        return await _card(node, actor, row_id)
 
-    @post("/lookup", operation_id="LookupCustomer", name="customers:lookup", status_code=200)
-    async def lookup(self, data: JSONBody[LookupRequest], node: NodeDep) -> LookupResult:  # type: ignore[valid-type]
+    @post("/lookup", operation_id="LookupCustomer", name="customers:lookup", status_code=200,
+          security=ACCESS_SECURITY, opt={"access": "lookup"})
+    async def lookup(self, data: JSONBody[LookupRequest], node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
+                     request: Request) -> LookupResult:  # type: ignore[type-arg]
         """Find customers by phone or ID number through the blind index (inbound
-        screen pop, duplicate and do-not-call checks); candidates that share the
-        truncated index are opened and compared, so only true matches return."""
+        screen pop, duplicate and do-not-call checks), if the caller's role may look
+        up by that number; candidates that share the truncated index are opened and
+        compared, so only true matches return, and only those the caller may see."""
+        note_access(request, fields=(data.field,))
+        check_look_up(node.policy, actor, data.field)
         found = node.keyring.lookup_index(data.field, data.value)
         if found is None:
+            await node.access_log.record(actor, "lookup", fields=(data.field,))
             return LookupResult(matches=[], indexed=False)
         index_field, index_value = found
         wanted = node.keyring.normalised(data.field, data.value)
         matches = []
         for row in await node.store.find_rows("customers", limit=1_000, **{index_field: index_value}):
-            if row["deleted"]:
+            if row["deleted"] or not admits(node.policy, actor, row):
                 continue
             opened = await node.keyring.open_customer(row)
             value = opened.values.get(data.field)
             if value is not None and node.keyring.normalised(data.field, value.reveal()) == wanted:
-                matches.append(to_view(CustomerView, row, opened))
+                seen = project_customer(node.policy, actor, row, opened)
+                await node.access_log.record(actor, "read", row_id=row["row_id"], fields=seen.shown,
+                                             masked=seen.masked)
+                matches.append(seen.view)
+        await node.access_log.record(actor, "lookup", fields=(data.field,))
         return LookupResult(matches=matches)
 
-    @post("/{row_id:str}/erase", operation_id="EraseCustomer", name="customers:erase", status_code=200)
-    async def erase(self, row_id: RowIdParam, data: JSONBody[EraseRequest], node: NodeDep) -> ErasureReport:  # type: ignore[valid-type]
-        """Erase a customer (PIPL Art. 47), at HQ: the row is tombstoned and its
-        sealed fields shredded, its data keys are deleted at every node by sync, and
-        the scope keys that wrapped them are rotated, so no copy of any node's files
-        opens the old ciphertext."""
+    @post("/{row_id:str}/reveal", operation_id="RevealCustomerField", name="customers:reveal", status_code=200,
+          security=ACCESS_SECURITY, opt={"access": "reveal"})
+    async def reveal(self, row_id: RowIdParam, data: JSONBody[RevealRequest], node: NodeDep,  # type: ignore[valid-type]
+                     actor: ActorDep, request: Request) -> RevealedField:  # type: ignore[type-arg]
+        """Show one field the caller sees masked in full, for a stated purpose: only
+        fields the policy lets the caller's role reveal, of customers in their
+        scope, at most ``auth.reveals_per_day`` in any 24 hours (then 429 with
+        ``Retry-After``). Every reveal and every refused one is recorded."""
+        note_access(request, fields=(data.field,), purpose=data.purpose, reference=data.reference)
+        row = await _row_in_scope(node, actor, row_id)
+        check_reveal(node.policy, actor, data.field)
+        await node.access_log.reserve_reveal(actor, row_id, data.field, data.purpose, data.reference)
+        opened = await node.keyring.open_customer(row)
+        value = opened.values.get(data.field)
+        return RevealedField(row_id=row_id, field=data.field, value=None if value is None else value.reveal(),
+                             unavailable=data.field in opened.unavailable, purpose=data.purpose)
+
+    @post("/{row_id:str}/erase", operation_id="EraseCustomer", name="customers:erase", status_code=200,
+          guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "erase"})
+    async def erase(self, row_id: RowIdParam, data: JSONBody[EraseRequest], node: NodeDep,  # type: ignore[valid-type]
+                    actor: ActorDep) -> ErasureReport:
+        """Erase a customer (PIPL Art. 47), at HQ, with the operator's token: the row
+        is tombstoned and its sealed fields shredded, its data keys are deleted at
+        every node by sync, and the scope keys that wrapped them are rotated, so no
+        copy of any node's files opens the old ciphertext."""
         if node.authority is None:
             raise WrongNodeError("erase", node.config.node_id, node.hq)
-        return await node.authority.erase_customer(row_id)
+        report = await node.authority.erase_customer(row_id)
+        await node.access_log.record(actor, "erase", row_id=row_id)
+        return report
 
     @post("/{row_id:str}/rotate-keys", operation_id="RotateCustomerKeys", name="customers:rotate-keys",
-          status_code=200)
-    async def rotate_keys(self, row_id: RowIdParam, node: NodeDep) -> RotationDone:
-        """Give the customer new data keys and re-seal its fields under them; the old
-        keys are shredded at every node by sync."""
-        await _row(node, row_id)
-        return RotationDone(row_id=row_id, rotated=await rotate_customer_keys(node.keyring, row_id))
+          status_code=200, guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "rotate_keys"})
+    async def rotate_keys(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep) -> RotationDone:  # type: ignore[valid-type]
+        """Give the customer new data keys and re-seal its fields under them (the
+        operator's token); the old keys are shredded at every node by sync."""
+        await _row_in_scope(node, actor, row_id)
+        rotated = await rotate_customer_keys(node.keyring, row_id)
+        await node.access_log.record(actor, "rotate_keys", row_id=row_id)
+        return RotationDone(row_id=row_id, rotated=rotated)
 
 
-async def _row(node: Node, row_id: str) -> dict[str, Any]:
-    row = await node.store.read_row("customers", row_id)
+async def _row_in_scope(node: Node, actor: Actor, row_id: str) -> dict[str, Any]:
+    """The customer row, if it exists here and ``actor`` may see it; both refusals
+    give the same 404 body."""
+    row = await node.store.read_row(CUSTOMERS, row_id)
     if row is None:
-        raise NotFoundError("customers", row_id)
+        raise NotFoundError(CUSTOMERS, row_id)
+    if not admits(node.policy, actor, row):
+        raise OutOfScopeError(CUSTOMERS, row_id)
     return row
 
 
-async def _card(node: Node, row_id: str) -> CustomerView:  # type: ignore[valid-type]
-    row = await node.store.read_row("customers", row_id)
-    if row is None:
-        raise NotFoundError("customers", row_id)
-    return to_view(CustomerView, row, await node.keyring.open_customer(row))
+async def _card(node: Node, actor: Actor, row_id: str) -> CustomerView:  # type: ignore[valid-type]
+    """The customer as ``actor`` may see it; a response that shows PII is recorded."""
+    row = await _row_in_scope(node, actor, row_id)
+    seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row))
+    if seen.shown or seen.masked:
+        await node.access_log.record(actor, "read", row_id=row_id, fields=seen.shown, masked=seen.masked)
+    return seen.view

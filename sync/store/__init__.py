@@ -251,3 +251,48 @@ class ReplicaStore(Protocol):
                      scope: PeerScope | None = None) -> str: ...
 
     async def counts(self) -> dict[str, int]: ...
+
+
+class AccessEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One access to a row through this node's API, or its refusal: who, which
+    action on which row, the *names* of the fields shown or changed, the stated
+    purpose, and how it ended. Local to the node, append-only, never replicated.
+
+    It holds ids, names and codes only, never a value (not even a masked one):
+    ``actor`` is a user id, ``operator`` or ``anonymous``; ``fields`` the fields
+    shown in full or changed, ``masked`` those shown masked; ``purpose`` and
+    ``reason`` are codes; ``reference`` a row id (a task or ticket).
+    ``event_id`` is given by the store (0 before).
+    """
+
+    event_id: int = 0
+    at_ms: int
+    actor: str
+    role: str | None = None
+    action: str
+    collection: str
+    row_id: str | None = None
+    fields: tuple[str, ...] = ()
+    masked: tuple[str, ...] = ()
+    purpose: str | None = None
+    reference: str | None = None
+    outcome: Literal["ok", "refused"]
+    status: int
+    reason: str | None = None
+
+
+class AccessEventStore(Protocol):
+    """The node-local, append-only access events (server/access_events.py)."""
+
+    async def add_access_event(self, event: AccessEvent) -> int: ...
+
+    async def add_access_event_within(
+        self, event: AccessEvent, *, limit: int, since_ms: int
+    ) -> tuple[int | None, int, int | None]: ...
+
+    async def access_events(
+        self, *, actor: str | None = None, row_id: str | None = None, action: str | None = None,
+        after_id: int = 0, limit: int = 1_000,
+    ) -> list[AccessEvent]: ...
+
+    async def count_access_events(self, *, actor: str, action: str, since_ms: int, outcome: str = "ok") -> int: ...

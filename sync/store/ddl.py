@@ -187,3 +187,36 @@ def member_columns(spec: FieldSpec, value: object) -> dict[str, object]:
     if value is None:
         return dict.fromkeys(spec.members)
     return {m: column_value(spec, getattr(value, m)) for m in spec.members}
+
+
+#: Access events, local to one node, append-only, never replicated: who read,
+#: revealed, changed or was refused which row through this node's API, with
+#: field *names*, purpose and reason codes and never a value (server/access_events.py).
+#: ``fields``/``masked`` are comma-separated names. The triggers refuse any UPDATE
+#: or DELETE; AUTOINCREMENT never reuses an id. Statements one by one (trigger
+#: bodies hold ``;``), each idempotent, so the step can run over a store that
+#: has the table already.
+ACCESS_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS access_events (
+    event_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms       INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    role        TEXT,
+    action      TEXT NOT NULL,
+    collection  TEXT NOT NULL,
+    row_id      TEXT,
+    fields      TEXT NOT NULL DEFAULT '',
+    masked      TEXT NOT NULL DEFAULT '',
+    purpose     TEXT,
+    reference   TEXT,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'refused')),
+    status      INTEGER NOT NULL,
+    reason      TEXT
+) STRICT""",
+    "CREATE INDEX IF NOT EXISTS access_events_actor ON access_events (actor, action, at_ms)",
+    "CREATE INDEX IF NOT EXISTS access_events_row ON access_events (row_id)",
+    """CREATE TRIGGER IF NOT EXISTS access_events_no_update BEFORE UPDATE ON access_events
+BEGIN SELECT RAISE(ABORT, 'access_events is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS access_events_no_delete BEFORE DELETE ON access_events
+BEGIN SELECT RAISE(ABORT, 'access_events is append-only'); END""",
+)

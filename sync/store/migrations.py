@@ -14,7 +14,15 @@ import aiosqlite
 import msgspec
 
 from sync.schema import COLLECTIONS, KeyRef, KeyWrap
-from sync.store.ddl import AUTH_TABLES, SCOPE_TABLES, _sql_literal, collection_table, column_index, schema_ddl
+from sync.store.ddl import (
+    ACCESS_TABLES,
+    AUTH_TABLES,
+    SCOPE_TABLES,
+    _sql_literal,
+    collection_table,
+    column_index,
+    schema_ddl,
+)
 
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 MIGRATIONS: list[tuple[int, str, Step]] = []
@@ -90,6 +98,12 @@ async def _scope_tables(conn: aiosqlite.Connection) -> None:
     for statement in SCOPE_TABLES.split(";"):
         if statement.strip():
             await conn.execute(statement)
+
+
+@migration(6, "local access events: append-only, never replicated")
+async def _access_events(conn: aiosqlite.Connection) -> None:
+    for statement in ACCESS_TABLES:
+        await conn.execute(statement)
 
 
 LAYOUT_VERSION = len(MIGRATIONS)

@@ -1174,6 +1174,93 @@ class SqliteStore:
             raise
         return int(cur.rowcount)
 
+    # ------------------------------------------------------------ access events (local, append-only, not replicated)
+    # One self-contained section: the table is `sync.store.ddl.ACCESS_TABLES`, the
+    # record `sync.store.AccessEvent`; server/access_events.py is the only caller.
+
+    @staticmethod
+    def _access_row(event: Any) -> tuple[Any, ...]:
+        return (event.at_ms, event.actor, event.role, event.action, event.collection, event.row_id,
+                ",".join(event.fields), ",".join(event.masked), event.purpose, event.reference, event.outcome,
+                event.status, event.reason)
+
+    _ACCESS_INSERT = (
+        "INSERT INTO access_events (at_ms, actor, role, action, collection, row_id, fields, masked, purpose, "
+        "reference, outcome, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    _ACCESS_SELECT = (
+        "SELECT event_id, at_ms, actor, role, action, collection, row_id, fields, masked, purpose, reference, "
+        "outcome, status, reason FROM access_events"
+    )
+
+    @_writes
+    async def add_access_event(self, event: Any) -> int:
+        """Append an access event (`sync.store.AccessEvent`); returns its id."""
+        cur = await self._w.execute(self._ACCESS_INSERT, self._access_row(event))
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    @_writes
+    async def add_access_event_within(self, event: Any, *, limit: int, since_ms: int) -> tuple[int | None, int, int | None]:
+        """Append ``event`` only if its actor has fewer than ``limit`` ``ok`` events of
+        its action since ``since_ms``, counted and appended in one transaction (two
+        requests at once cannot both take the last one). Returns (the new id or
+        None when over the limit, the count including it, the oldest counted
+        event's time or None)."""
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._w.execute(
+                "SELECT count(*), min(at_ms) FROM access_events "
+                "WHERE actor = ? AND action = ? AND outcome = 'ok' AND at_ms >= ?",
+                (event.actor, event.action, since_ms),
+            ) as cur:
+                count, oldest = await cur.fetchone()  # type: ignore[misc]
+            event_id = None
+            if count < limit:
+                cur = await self._w.execute(self._ACCESS_INSERT, self._access_row(event))
+                event_id = int(cur.lastrowid)  # type: ignore[arg-type]
+                count += 1
+                oldest = event.at_ms if oldest is None else oldest
+            await self._w.execute("COMMIT")
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+        return event_id, int(count), oldest
+
+    @_reads
+    async def access_events(
+        self, *, actor: str | None = None, row_id: str | None = None, action: str | None = None,
+        after_id: int = 0, limit: int = 1_000,
+    ) -> list[Any]:
+        """Access events in the order they were appended, after ``after_id``, of
+        ``actor``, ``row_id`` and ``action`` where given."""
+        from sync.store import AccessEvent
+
+        clauses, params = ["event_id > ?"], [after_id]
+        for column, value in (("actor", actor), ("row_id", row_id), ("action", action)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        async with self._r.execute(
+            f"{self._ACCESS_SELECT} WHERE {' AND '.join(clauses)} ORDER BY event_id LIMIT ?", (*params, limit)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            AccessEvent(event_id=r[0], at_ms=r[1], actor=r[2], role=r[3], action=r[4], collection=r[5], row_id=r[6],
+                        fields=tuple(filter(None, r[7].split(","))), masked=tuple(filter(None, r[8].split(","))),
+                        purpose=r[9], reference=r[10], outcome=r[11], status=r[12], reason=r[13])
+            for r in rows
+        ]
+
+    @_reads
+    async def count_access_events(self, *, actor: str, action: str, since_ms: int, outcome: str = "ok") -> int:
+        """How many ``outcome`` events of ``action`` ``actor`` has since ``since_ms``."""
+        async with self._r.execute(
+            "SELECT count(*) FROM access_events WHERE actor = ? AND action = ? AND outcome = ? AND at_ms >= ?",
+            (actor, action, outcome, since_ms),
+        ) as cur:
+            (count,) = await cur.fetchone()  # type: ignore[misc]
+        return int(count)
+
 
 #: marks a state whose plain value must be decoded from its bytes
 _UNDECODED = object()

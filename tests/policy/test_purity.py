@@ -1,5 +1,6 @@
-"""Policy and masking are plain functions: no web framework, database driver or
-HTTP client loads with them, and a Policy holds no global state."""
+"""Policy, masking and access rules (and their recording) are plain functions: no
+web framework, database driver or HTTP client loads with them, and a Policy holds
+no global state."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("module", ["server.policy", "server.masking"])
+@pytest.mark.parametrize("module", ["server.policy", "server.masking", "server.access", "server.access_events"])
 def test_loads_no_edge_package(module: str) -> None:
     probe = (
         f"import sys, {module}; "

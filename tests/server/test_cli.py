@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from server.cli import ROOT
 from server.node_process import free_port
 from sync.edits import Edit
 from sync.hlc import Clock
@@ -24,8 +26,11 @@ from tests.conftest import ClusterFactory, LoopThread, write_sites
 
 
 def outpost(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m server`` in ``cwd``, importing this checkout's code (not
+    whichever checkout an editable install of the package points at)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
-        [sys.executable, "-m", "server", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=60,
+        [sys.executable, "-m", "server", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=60, env=env,
     )
 
 
