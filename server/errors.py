@@ -37,6 +37,7 @@ from server.access import AccessDeniedError, OutOfScopeError, TooManyRevealsErro
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
 from server.offboarding import NotAPartnerError, NotPurgedYetError
+from server.sync_auth import SyncAuthError
 from server.sessions import (
     AccountDisabledError,
     ForbiddenError,
@@ -160,6 +161,7 @@ STATUS[UnknownSiteError] = 422
 STATUS[UserGoneError] = 404
 STATUS[NotAPartnerError] = 404
 STATUS[NotPurgedYetError] = 409
+STATUS[SyncAuthError] = 403
 
 
 def status_of(exc: Exception) -> int:

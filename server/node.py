@@ -20,6 +20,7 @@ from server.key_steward import KeySteward
 from server.keyring import Keyring
 from server.purge_receipts import purge_hook
 from server.sessions import Authenticator
+from server.sync_auth import signer
 from server.transport import HttpTransport
 from sync.hlc import Clock
 from sync.replicator import Replicator, SyncReport
@@ -108,7 +109,9 @@ class Node:
         self.transport: HttpTransport | None = None
         self.replicator: Replicator | None = None
         if config.upstream is not None:
-            self.transport = HttpTransport(config.upstream.url, peer=config.upstream.node_id, timeout_s=config.sync.timeout_s)
+            self.transport = HttpTransport(config.upstream.url, peer=config.upstream.node_id,
+                                           timeout_s=config.sync.timeout_s,
+                                           sign=signer(lambda: keystore.identity, wall_clock_ms))
             self.replicator = Replicator(
                 store,
                 self.transport,

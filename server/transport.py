@@ -7,6 +7,8 @@ typed error rebuilt from its problem response (`sync.errors.rebuild_error`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import msgspec
 
@@ -19,21 +21,26 @@ SYNC_MEDIA_TYPE = "application/vnd.outpost.sync+msgpack"
 class HttpTransport:
     """POSTs frames to ``{base_url}/sync/{route}``."""
 
-    def __init__(self, base_url: str, *, peer: str, timeout_s: float = 30.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, base_url: str, *, peer: str, timeout_s: float = 30.0, client: httpx.AsyncClient | None = None,
+                 sign: Callable[[str, bytes], dict[str, str]] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.peer = peer
+        #: the headers that sign a sync request (`server.sync_auth.signer`)
+        self.sign = sign
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
         self._owns_client = client is None
 
     async def __call__(self, route: Route, body: bytes) -> bytes:
-        return await self.post(f"/sync/{route}", body, SYNC_MEDIA_TYPE)
+        headers = self.sign(route, body) if self.sign is not None else None
+        return await self.post(f"/sync/{route}", body, SYNC_MEDIA_TYPE, headers=headers)
 
     async def post_json(self, path: str, body: bytes, *, token: str | None = None) -> object:
         """POST a JSON body to the upstream's API (enrollment, key rotation)."""
         return msgspec.json.decode(await self.post(path, body, "application/json", token=token))
 
-    async def post(self, path: str, body: bytes, media_type: str, *, token: str | None = None) -> bytes:
-        headers = {"content-type": media_type, "accept": media_type}
+    async def post(self, path: str, body: bytes, media_type: str, *, token: str | None = None,
+                   headers: dict[str, str] | None = None) -> bytes:
+        headers = {"content-type": media_type, "accept": media_type, **(headers or {})}
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
         try:

@@ -8,7 +8,7 @@ refusal is a typed `SyncError` raised before anything is stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal, NamedTuple
 
 from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, RowDrop, decode_frame, encode_frame
@@ -59,8 +59,13 @@ class Responder:
         self._pages: dict[str, list[_Served]] = {}
         self._serial = 0
 
-    async def handle(self, route: Route, body: bytes) -> bytes:
+    async def handle(self, route: Route, body: bytes,
+                     authenticate: Callable[[str], Awaitable[None]] | None = None) -> bytes:
+        """Answer one request frame. ``authenticate`` is given the node the message
+        claims to come from, before anything is read or stored, and raises to refuse it."""
         message, peer_schema = decode_frame(body, max_body_bytes=self.limits.max_body_bytes)
+        if authenticate is not None and isinstance(message, PullRequest | PushBatch):
+            await authenticate(message.node)
         if route == "pull":
             if not isinstance(message, PullRequest):
                 raise MalformedBatchError(f"Expected a `pull` message on the pull route, got `{_kind(message)}`", "$.kind")

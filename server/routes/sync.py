@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from litestar import Controller, Request, Response, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 
+from server import sync_auth
 from server.deps import NodeDep
+from server.node import Node
 from server.transport import SYNC_MEDIA_TYPE
 from sync.replicator import SyncReport
+from sync.store.sqlite import wall_clock_ms
+
+log = logging.getLogger(__name__)
 
 _FRAME = OpenAPIMediaType(
     schema=Schema(type="string", format="binary", description="a sync frame: msgpack [protocol, schema, codec, body]")
@@ -24,6 +31,20 @@ class FrameOperation(Operation):
         self.request_body = RequestBody(content={SYNC_MEDIA_TYPE: _FRAME}, required=True)
 
 
+def _authenticate(node: Node, request: Request, route: str, body: bytes) -> Callable[[str], Awaitable[None]]:  # type: ignore[type-arg]
+    async def authenticate(claimed: str) -> None:
+        try:
+            await sync_auth.check(node.store, request.headers.get(sync_auth.HEADER), route=route, claimed=claimed,
+                                  body=body, now_ms=wall_clock_ms(), max_drift_ms=node.config.sync.max_drift_ms)
+        except sync_auth.SyncAuthError as exc:
+            log.warning("sync.auth refused", extra={"peer": claimed, "route": route, "reason": exc.reason})
+            await node.access_log.refused(claimed, None, f"sync_{route}", collection="sync", status=403,
+                                          reason="bad_signature")
+            raise
+
+    return authenticate
+
+
 class SyncController(Controller):
     path = "/sync"
     tags = ["sync"]
@@ -31,15 +52,19 @@ class SyncController(Controller):
     @post("/pull", operation_id="SyncPull", name="sync:pull", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
     async def pull(self, request: Request, node: NodeDep) -> Response[bytes]:
-        """A downstream node asks for the changes after its cursor; answers one bounded page."""
-        frame = await node.responder.handle("pull", await request.body())
+        """A downstream node asks for the changes after its cursor; answers one bounded page.
+        Signed by the node (`server.sync_auth`)."""
+        body = await request.body()
+        frame = await node.responder.handle("pull", body, _authenticate(node, request, "pull", body))
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
     @post("/push", operation_id="SyncPush", name="sync:push", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
     async def push(self, request: Request, node: NodeDep) -> Response[bytes]:
-        """A downstream node sends its changes; all are merged in one transaction and acknowledged."""
-        frame = await node.responder.handle("push", await request.body())
+        """A downstream node sends its changes; all are merged in one transaction and acknowledged.
+        Signed by the node (`server.sync_auth`)."""
+        body = await request.body()
+        frame = await node.responder.handle("push", body, _authenticate(node, request, "push", body))
         node.steward.trigger()  # keys for new customers, shredding after deletions
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
