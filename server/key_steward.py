@@ -25,6 +25,7 @@ import msgspec
 
 from crypto.errors import UnwrapError
 from crypto.seal import FieldContext, open_field, sealed_key_version
+from server.key_authority import rotate_customer_keys
 from server.keyring import (
     CUSTOMER_PII,
     INDEXED,
@@ -197,22 +198,35 @@ class KeySteward:
                 "keys", customer_id=[r["row_id"] for r in chunk], kind="data_key", deleted=False, limit=len(chunk) * 40
             )
             by_customer: dict[str, list[WrappedDataKey]] = {}
+            emptied: dict[str, set[str]] = {}  # customer -> groups whose wrap was emptied
             for record in records:
                 if record["wrapped"] is not None:
                     by_customer.setdefault(record["customer_id"], []).append(record_wrap(record))
+                else:
+                    emptied.setdefault(record["customer_id"], set()).add(record["scope_group"])
             edits: list[Edit] = []
+            renewed: list[str] = []
             for row in chunk:
                 groups = customer_groups(row, self.hq)
                 records = by_customer.get(row["row_id"], [])
                 stale = {w.record for w in records if w.group not in groups and w.record is not None}
-                # a partner no longer contracted for the customer: its wraps go (it purged the row)
-                edits += [Edit("keys", record, "deleted", "set", True) for record in sorted(stale)]
+                # a partner no longer contracted for the customer: its wraps are emptied (it purged the
+                # row and its key records). Emptied, not deleted: deleting names the record for good.
+                edits += [Edit("keys", record, "wrap", "set", None) for record in sorted(stale)]
                 report.keys_shredded += len(stale)
+                if emptied.get(row["row_id"], set()) & groups:
+                    # contracted again: the partner gets new keys (its old ones, and the old records
+                    # it purged, open nothing now), and every group their wraps
+                    renewed.append(row["row_id"])
+                    continue
                 wraps = row_key_wraps(row["row_id"], row) + [w for w in records if w.record not in stale]
                 edits += self._wrap_missing(row, wraps, report)
                 edits += self._index_missing(row, wraps, report)
             if edits:
                 await self.store.write_local(edits)
+            for customer_id in renewed:
+                if await rotate_customer_keys(self.keyring, customer_id, flush=False):
+                    report.rewrapped += 1
 
     def _wrap_missing(self, row: dict[str, Any], wraps: list[WrappedDataKey], report: StewardReport) -> list[Edit]:
         """The wraps of each class's newest data key that the customer's groups lack:

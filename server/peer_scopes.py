@@ -28,11 +28,11 @@ def peer_scope(entry: NodeEntry, policy: Policy, *, offboarding: bool = False) -
     node being offboarded: it purges every row it holds)."""
     scope = policy.node_scope(entry)
     classes = grants(entry, policy)
-    if offboarding:  # its key records still reach it: deleted, so it shreds them
+    if offboarding:  # the deletion of its scope keys still reaches it, so it destroys them
         return PeerScope(
             node=entry.node_id, groups=frozenset({entry.node_id}), classes=classes, rows=_nothing,
             reads={c: () for c in GOVERNED}, fields={c: frozenset() for c in GOVERNED},
-            writable={c: frozenset() for c in GOVERNED}, fingerprint="offboarding",
+            writable={c: frozenset() for c in GOVERNED}, fingerprint="offboarding", governs_nothing=True,
         )
     if scope.rows == "all":  # a node holding every row (a second HQ): no row rule
         return PeerScope(node=entry.node_id, groups=frozenset({entry.node_id}), classes=classes,

@@ -57,6 +57,13 @@ def rule_values(collection: str, doc: Mapping[str, Sequence[Any]], names: Sequen
     return out
 
 
+def _emptied(doc: Mapping[str, Sequence[Any]]) -> bool:
+    """A data-key record whose wrap HQ emptied (the group lost the customer) and
+    that is not deleted: the group purged its copy, there is nothing to send."""
+    wrap, deleted = doc.get("wrap"), doc.get("deleted")
+    return (wrap is None or _decode(wrap[0]) is None) and (deleted is None or not _decode(deleted[0]))
+
+
 class PeerScope(msgspec.Struct, frozen=True, kw_only=True):
     """The scope of one downstream node.
 
@@ -76,6 +83,8 @@ class PeerScope(msgspec.Struct, frozen=True, kw_only=True):
     fields: Mapping[str, frozenset[str]] = {}
     writable: Mapping[str, frozenset[str]] = {}
     fingerprint: str = ""
+    #: a node being offboarded: it receives no customer's data key (only the deletion of its scope keys)
+    governs_nothing: bool = False
 
     def governs(self, collection: str) -> bool:
         """Whether the row rule decides which rows of ``collection`` the peer holds."""
@@ -102,6 +111,8 @@ class PeerScope(msgspec.Struct, frozen=True, kw_only=True):
         if ref.kind == "scope_key":
             return ref.recipient == self.node
         if self.groups is not None and ref.scope_group not in self.groups and ref.scope_group != "*":
+            return False
+        if ref.kind == "data_key" and self.groups is not None and (self.governs_nothing or _emptied(doc)):
             return False
         return ref.field_class in self.classes
 

@@ -165,6 +165,40 @@ def _toml(value: Any) -> str:
 # ---------------------------------------------------------------- nodes
 
 
+@contextlib.contextmanager
+def enrolled_nodes(aio: LoopThread, workdir: Path, sites: tuple[str, ...],
+                   prepare: Callable[[NodeProcess, dict[str, NodeProcess]], Awaitable[None]] | None = None,
+                   ) -> Iterator[tuple[NodeProcess, dict[str, NodeProcess]]]:
+    """HQ and the repository's ``sites`` below it (`outpost serve`, syncing only on
+    demand), initialised, started and enrolled with HQ; ``prepare`` runs once they
+    are. Every process is stopped (killed if need be) on the way out."""
+    token = secrets.token_urlsafe(24)
+    hq = NodeProcess("hq", workdir, token=token)
+    below = {site: NodeProcess(site, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",))
+             for site in sites}
+
+    async def start() -> None:
+        await asyncio.to_thread(hq.init)
+        await hq.start()
+        await asyncio.gather(*(asyncio.to_thread(n.init) for n in below.values()))
+        await asyncio.gather(*(n.start() for n in below.values()))
+        for node in below.values():
+            await node.enroll()
+        if prepare is not None:
+            await prepare(hq, below)
+
+    try:
+        aio.run(start(), timeout=120)
+        yield hq, below
+    finally:
+        async def stop() -> None:
+            await asyncio.gather(*(n.stop() for n in (*below.values(), hq)), return_exceptions=True)
+
+        aio.run(stop(), timeout=90)
+        for node in (*below.values(), hq):
+            node.kill()
+
+
 class ClusterNode(NodeProcess):
     """A `NodeProcess` whose config is a file written by `write_sites`.
 

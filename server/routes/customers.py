@@ -141,6 +141,7 @@ class CustomerController(Controller):
             }
             edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
+        node.steward.trigger()  # wraps for its groups, its blind indexes
         await node.access_log.record(actor, "create", row_id=row_id, fields=fields)
         return await _card(node, actor, row_id)
 
@@ -159,6 +160,7 @@ class CustomerController(Controller):
         if pii and not row["deleted"]:  # a deleted row holds no PII
             edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
+        node.steward.trigger()  # a new home or partner needs its wraps of the keys
         await node.access_log.record(actor, "write", row_id=row_id, fields=fields)
         return await _card(node, actor, row_id)
 

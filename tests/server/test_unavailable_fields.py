@@ -13,9 +13,7 @@ class (partner-x and the identity class) answers the same way, reason
 
 from __future__ import annotations
 
-import asyncio
 import re
-import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ import pytest
 from server.demo import demo_person
 from server.keyring import data_key_row_id
 from server.node_process import NodeProcess
-from tests.conftest import LoopThread
+from tests.conftest import LoopThread, enrolled_nodes
 
 pytestmark = pytest.mark.system
 
@@ -62,32 +60,12 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory, aio: LoopThread) -> Iterator[Nodes]:
-    workdir = tmp_path_factory.mktemp("unavailable")
-    token = secrets.token_urlsafe(24)
-    hq = NodeProcess("hq", workdir, token=token)
-    below = [NodeProcess(site, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",))
-             for site in ("branch-a", "partner-x")]
-    out = Nodes(hq, *below)
+    async def first_sync(hq: NodeProcess, below: dict[str, NodeProcess]) -> None:
+        await Nodes(hq, below["branch-a"], below["partner-x"]).sync()
 
-    async def start() -> None:
-        await asyncio.to_thread(hq.init)
-        await hq.start()
-        await asyncio.gather(*(asyncio.to_thread(n.init) for n in below))
-        await asyncio.gather(*(n.start() for n in below))
-        for node in below:
-            await node.enroll()
-        await out.sync()
-
-    try:
-        aio.run(start(), timeout=120)
-        yield out
-    finally:
-        async def stop() -> None:
-            await asyncio.gather(*(n.stop() for n in (*below, hq)), return_exceptions=True)
-
-        aio.run(stop(), timeout=90)
-        for node in (*below, hq):
-            node.kill()
+    with enrolled_nodes(aio, tmp_path_factory.mktemp("unavailable"), ("branch-a", "partner-x"), first_sync) as (
+            hq, below):
+        yield Nodes(hq, below["branch-a"], below["partner-x"])
 
 
 # ---------------------------------------------------------------- helpers

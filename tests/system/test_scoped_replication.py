@@ -15,8 +15,8 @@ not only their APIs: what a node does not hold cannot leak from it.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +29,13 @@ from server.demo import demo_person
 from server.node_process import NodeProcess
 from server.config import load_site
 from server.policy import load_policy
-from tests.conftest import POLICY_FILE, LoopThread
+from tests.conftest import POLICY_FILE, LoopThread, enrolled_nodes
 
 pytestmark = pytest.mark.system
 
 BELOW = ("branch-a", "branch-b", "partner-x")
+#: customers whose contract with partner-x a test revoked
+REVOKED: list[str] = []
 
 
 @dataclass
@@ -65,34 +67,16 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory, aio: LoopThread) -> Iterator[Nodes]:
-    workdir = tmp_path_factory.mktemp("scoped")
-    token = secrets.token_urlsafe(24)
-    hq = NodeProcess("hq", workdir, token=token)
-    below = {site: NodeProcess(site, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",))
-             for site in BELOW}
-    out = Nodes(hq, below)
+    out: list[Nodes] = []
 
-    async def start() -> None:
-        await asyncio.to_thread(hq.init)
-        await hq.start()
-        await asyncio.gather(*(asyncio.to_thread(n.init) for n in below.values()))
-        await asyncio.gather(*(n.start() for n in below.values()))
-        for node in below.values():
-            await node.enroll()
+    async def seed(hq: NodeProcess, below: dict[str, NodeProcess]) -> None:
+        out.append(Nodes(hq, below))
         for i in range(8):
-            await out.create("branch-a" if i % 2 else "branch-b", partner=i % 3 == 0)
-        await out.sync()
+            await out[0].create("branch-a" if i % 2 else "branch-b", partner=i % 3 == 0)
+        await out[0].sync()
 
-    try:
-        aio.run(start(), timeout=120)
-        yield out
-    finally:
-        async def stop() -> None:
-            await asyncio.gather(*(n.stop() for n in (*below.values(), hq)), return_exceptions=True)
-
-        aio.run(stop(), timeout=90)
-        for node in (*below.values(), hq):
-            node.kill()
+    with enrolled_nodes(aio, tmp_path_factory.mktemp("scoped"), BELOW, seed):
+        yield out[0]
 
 
 def query(node: NodeProcess, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -162,6 +146,7 @@ def test_revoking_the_partners_contract_purges_the_customer_and_its_keys_there(
 
     async def revoke() -> list[dict[str, Any]]:
         await nodes.hq.call("PATCH", f"/customers/{customer}", json={"partners_remove": ["partner-x"]})
+        REVOKED.append(customer)
         home, _ = nodes.customers[customer]
         nodes.customers[customer] = (home, False)
         first = await partner.sync_now()
@@ -178,7 +163,7 @@ def test_revoking_the_partners_contract_purges_the_customer_and_its_keys_there(
     assert len(mine) == 1 and mine[0]["verified"] and mine[0]["keys_purged"] >= 1, receipts
     assert customer in held(nodes.hq), "HQ keeps the customer"
     assert query(nodes.hq, "SELECT count(*) FROM keys WHERE customer_id = ? AND scope_group = 'partner-x' "
-                           "AND deleted = 0", customer) == [(0,)], "HQ no longer wraps its keys for the partner"
+                           "AND wrapped IS NOT NULL", customer) == [(0,)], "HQ no longer wraps its keys for the partner"
 
 
 def test_a_tampered_receipt_no_longer_verifies(nodes: Nodes, aio: LoopThread) -> None:
@@ -214,6 +199,31 @@ def test_a_customer_moved_to_another_branch_arrives_whole_and_leaves_the_old_one
     card = aio.run(move(), timeout=60)
     assert card["unavailable"] == [] and card["name"] == demo_person(200 + list(nodes.customers).index(customer))["name"]
     assert held(a) == nodes.expected("branch-a") and held(b) == nodes.expected("branch-b")
+
+
+def test_assigning_a_customer_to_the_partner_brings_it_there_whole_with_its_key(
+        nodes: Nodes, aio: LoopThread) -> None:
+    partner = nodes.below["partner-x"]
+    never = next(c for c, (_, contracted) in nodes.customers.items() if not contracted and c not in REVOKED)
+    assert never not in held(partner) and REVOKED and REVOKED[0] not in held(partner)
+
+    async def assign(customer: str) -> dict[str, Any]:
+        await nodes.hq.call("PATCH", f"/customers/{customer}", json={"partners_add": ["partner-x"]})
+        nodes.customers[customer] = (nodes.customers[customer][0], True)
+        deadline = time.monotonic() + 15
+        while True:  # the row comes at once; its key once HQ's key steward has wrapped it for the partner
+            await partner.sync_now()
+            card: dict[str, Any] = await partner.call("GET", f"/customers/{customer}")
+            if not card["unavailable"] or time.monotonic() > deadline:
+                return card
+            await asyncio.sleep(0.2)
+
+    for customer in (never, REVOKED[0]):  # a first contract, and one renewed after a revocation
+        person = demo_person(200 + list(nodes.customers).index(customer))
+        card = aio.run(assign(customer), timeout=60)
+        assert (card["name"], card["phone"], card["unavailable"]) == (person["name"], person["phone"], []), customer
+        assert card["star_level"] == 2, "fields written before it entered the scope came with it"
+    assert held(partner) == nodes.expected("partner-x")
 
 
 # ---------------------------------------------------------------- refused writes

@@ -9,8 +9,6 @@ correctly signed one is taken.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +23,7 @@ from server.transport import SYNC_MEDIA_TYPE
 from sync.changes import Change, encode_frame
 from sync.protocol import next_pull, next_push
 from sync.store.sqlite import wall_clock_ms
-from tests.conftest import LoopThread, problem
+from tests.conftest import LoopThread, enrolled_nodes, problem
 
 pytestmark = pytest.mark.system
 
@@ -34,31 +32,12 @@ ROW = "01M84BWR790000000000000042"
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory, aio: LoopThread) -> Iterator[dict[str, NodeProcess]]:
-    workdir = tmp_path_factory.mktemp("signatures")
-    token = secrets.token_urlsafe(24)
-    hq = NodeProcess("hq", workdir, token=token)
-    below = {s: NodeProcess(s, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",))
-             for s in ("branch-a", "branch-b")}
-
-    async def start() -> None:
-        await asyncio.to_thread(hq.init)
-        await hq.start()
-        await asyncio.gather(*(asyncio.to_thread(n.init) for n in below.values()))
-        await asyncio.gather(*(n.start() for n in below.values()))
+    async def first_sync(hq: NodeProcess, below: dict[str, NodeProcess]) -> None:
         for node in below.values():
-            await node.enroll()
             await node.sync_now()  # signed by the node itself: taken
 
-    try:
-        aio.run(start(), timeout=120)
+    with enrolled_nodes(aio, tmp_path_factory.mktemp("signatures"), ("branch-a", "branch-b"), first_sync) as (hq, below):
         yield {"hq": hq, **below}
-    finally:
-        async def stop() -> None:
-            await asyncio.gather(*(n.stop() for n in (*below.values(), hq)), return_exceptions=True)
-
-        aio.run(stop(), timeout=90)
-        for node in (*below.values(), hq):
-            node.kill()
 
 
 def identity(node: NodeProcess) -> Any:
