@@ -250,12 +250,23 @@ async def team_of(users: UserSource, user: sessions.Principal) -> frozenset[str]
     return frozenset(r["row_id"] for r in rows) | {user.user_id}
 
 
+async def contracted(users: UserSource, site: str) -> frozenset[str]:
+    """The live campaigns whose ``partners`` name ``site`` (HQ assigns them)."""
+    rows = await users.find_rows("campaigns", deleted=False)
+    return frozenset(r["row_id"] for r in rows if site in r["partners"])
+
+
 async def user_actor(config: SiteConfig, users: UserSource, user: sessions.Principal) -> Actor:
     """The actor of a signed-in user at the node of ``config``. A user whose site
-    this node does not know gets an empty site kind: no row admits them."""
+    this node does not know gets an empty site kind: no row admits them. A
+    partner's campaigns are those its config lists and those HQ assigned to it."""
+    kind = site_kind(config, user.site) or ""
+    campaigns = site_campaigns(config, user.site)
+    if kind == "partner":
+        campaigns |= await contracted(users, user.site)
     return Actor(user=Principal(
-        user_id=user.user_id, role=user.role, site=user.site, site_kind=site_kind(config, user.site) or "",
-        team=user.team, team_members=await team_of(users, user), campaigns=site_campaigns(config, user.site),
+        user_id=user.user_id, role=user.role, site=user.site, site_kind=kind,
+        team=user.team, team_members=await team_of(users, user), campaigns=campaigns,
     ))
 
 

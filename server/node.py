@@ -14,7 +14,7 @@ from crypto.keystore import Keystore, create_keystore, open_keystore
 from server.access_events import AccessLog
 from server.config import ConfigError, SiteConfig
 from server.key_authority import KeyAuthority
-from server.peer_scopes import scope_for
+from server.peer_scopes import contracted_campaigns, scope_for
 from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
 from server.keyring import Keyring
@@ -88,6 +88,8 @@ class Node:
         self.policy = policy
         #: nodes being offboarded (server/offboarding.py): their scope is empty
         self.offboarding: set[str] = set()
+        #: partner -> the campaigns contracted to it (`refresh_scopes`)
+        self.campaigns: dict[str, frozenset[str]] = {}
         self.hq = config.node_id if config.role == "hq" else config.upstream.node_id  # type: ignore[union-attr]
         self.keyring = Keyring(store, keystore, hq=self.hq)
         #: HQ only: makes, hands out and rotates scope keys; erases customers
@@ -104,7 +106,8 @@ class Node:
                 max_push_changes=max(config.sync.push_limit, 20_000),
                 max_page_changes=max(config.sync.page_limit, 20_000),
             ),
-            scope_for=lambda peer: scope_for(config, self.policy, peer, offboarding=peer in self.offboarding),
+            scope_for=lambda peer: scope_for(config, self.policy, peer, offboarding=peer in self.offboarding,
+                                             campaigns=self.campaigns.get(peer, frozenset())),
         )
         self.transport: HttpTransport | None = None
         self.replicator: Replicator | None = None
@@ -146,6 +149,12 @@ class Node:
             await store.close()
             raise
         return node
+
+    async def refresh_scopes(self) -> None:
+        """Read what the scopes of the nodes below depend on besides the policy and
+        the registry: the campaigns contracted to each partner (before each pull)."""
+        if self.config.nodes:
+            self.campaigns = await contracted_campaigns(self.store)
 
     def reload_policy(self) -> Policy:
         """Read the policy file again and put it in force; raises `ConfigError`

@@ -55,6 +55,7 @@ class SyncController(Controller):
         """A downstream node asks for the changes after its cursor; answers one bounded page.
         Signed by the node (`server.sync_auth`)."""
         body = await request.body()
+        await node.refresh_scopes()
         frame = await node.responder.handle("pull", body, _authenticate(node, request, "pull", body))
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
@@ -64,6 +65,7 @@ class SyncController(Controller):
         """A downstream node sends its changes; all are merged in one transaction and acknowledged.
         Signed by the node (`server.sync_auth`)."""
         body = await request.body()
+        await node.refresh_scopes()
         frame = await node.responder.handle("push", body, _authenticate(node, request, "push", body))
         node.steward.trigger()  # keys for new customers, shredding after deletions
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
