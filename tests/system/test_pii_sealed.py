@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from crypto.errors import OpenError, UnwrapError
