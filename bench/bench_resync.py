@@ -109,7 +109,7 @@ def stars(pair: Pair, rows: list[str]) -> set[tuple[str, int]]:
 async def run(customers: int) -> int:
     async with seeded_pair(customers) as pair:
         full_s, _ = await timed_sync(pair.branch)
-        problems = await check_converged(pair, customers)
+        problems = await check_converged(pair)
         await pair.stop()
         marks = {n.site: high_seq(pair.db_path(n)) for n in (pair.hq, pair.branch)}
         p = plan(pair.ids)
@@ -117,7 +117,7 @@ async def run(customers: int) -> int:
         base_s = baseline(pair, marks)
         await pair.start()
         took_s, report = await timed_sync(pair.branch)
-        problems += await check_converged(pair, customers)
+        problems += await check_converged(pair)
         hq_later, branch_later = stars(pair, p["hq_later"]), stars(pair, p["branch_later"])
     if hq_later != {("hq", HQ_STAR), ("branch-a", HQ_STAR)}:
         problems.append(f"same-field conflicts written later at HQ hold {sorted(hq_later)}")

@@ -115,7 +115,7 @@ async def measure(customers: int, seed: Callable[[Pair], Awaitable[None]]) -> tu
     async with seeded_pair(customers, seed, enroll=True) as pair:
         took_s, report = await timed_sync(pair.branch)
         await pair.branch.sync_now()  # not timed: hands HQ the key records the branch's key pass shredded
-        problems = await check_converged(pair, customers)
+        problems = await check_converged(pair)
         if seed is seed_sealed:
             problems += await check_opens(pair)
         keys = key_states(pair.db_path(pair.branch))
