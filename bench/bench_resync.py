@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/bench_resync.py [--customers N]    # or: python3 run.py bench
 
-Setup (not timed): the converged pair of bench_initial_sync (HQ seeded, one full
-sync). The nodes stop; while apart each side changes 10% of the customers,
+Setup (not timed): the converged pair of bench_initial_sync (HQ seeded with
+every customer at home at branch-a, so all of them are in the branch's scope;
+one full sync). The nodes stop; while apart each side changes 10% of the customers,
 written straight into its file: half of each side's customers are also changed
 by the other side, on different fields (HQ: segment, arpu_fen; branch:
 assigned_agent, sales_rep), and on a quarter (2,500 at full size) both sides
 also set star_level: real same-field conflicts. HQ writes later on half of
-those, branch-a on the other half. The nodes restart.
+those, branch-a on the other half. The fields branch-a changes are ones its roles
+may write, so HQ refuses none of them. The nodes restart.
 
 Timed: one ``POST /sync/now`` on branch-a, which pushes its changes, then pulls
 HQ's. Target: under 2 s.
@@ -18,8 +20,10 @@ Baselines from the same run: stdlib sqlite3 moving the changed rows both ways
 the other side's file, one transaction per direction, same pragmas; no merging),
 and the initial full sync that built the pair.
 
-Afterwards the digests must be equal and each same-field conflict must hold the
-later write on both nodes, or the script exits non-zero.
+Afterwards branch-a's digests must equal HQ's digests of its scope
+(``GET /status/digest?peer=branch-a``), HQ must have refused nothing and purged
+nothing at the branch, and each same-field conflict must hold the later write on
+both nodes, or the script exits non-zero.
 """
 
 from __future__ import annotations
@@ -33,12 +37,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Pair, bench_main, check_converged, connect, seeded_pair, timed_sync, verdict, write_local  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BRANCH,
+    Pair,
+    bench_main,
+    check_converged,
+    connect,
+    seeded_pair,
+    timed_sync,
+    verdict,
+    write_local,
+)
 from sync.edits import Edit  # noqa: E402
 
 TARGET_S = 2.0
 WRITE_CHUNK = 500  # customers per local write
 HQ_STAR, BRANCH_STAR = 7, 3
+#: every customer at home at the branch, so every change on either side is in its scope
+HOMES = (BRANCH,)
 
 
 def plan(ids: list[str]) -> dict[str, list[str]]:
@@ -107,9 +123,9 @@ def stars(pair: Pair, rows: list[str]) -> set[tuple[str, int]]:
 
 
 async def run(customers: int) -> int:
-    async with seeded_pair(customers) as pair:
+    async with seeded_pair(customers, homes=HOMES) as pair:
         full_s, _ = await timed_sync(pair.branch)
-        problems = await check_converged(pair, customers)
+        problems = await check_converged(pair)
         await pair.stop()
         marks = {n.site: high_seq(pair.db_path(n)) for n in (pair.hq, pair.branch)}
         p = plan(pair.ids)
@@ -117,14 +133,17 @@ async def run(customers: int) -> int:
         base_s = baseline(pair, marks)
         await pair.start()
         took_s, report = await timed_sync(pair.branch)
-        problems += await check_converged(pair, customers)
+        problems += await check_converged(pair)
         hq_later, branch_later = stars(pair, p["hq_later"]), stars(pair, p["branch_later"])
+    if report["refused_upstream"] or report["refused_here"] or report["purged"]:
+        problems.append(f"refused {report['refused_upstream']:,} at HQ and {report['refused_here']:,} at {BRANCH}, "
+                        f"purged {report['purged']:,} at {BRANCH}: the plan left the branch's scope")
     if hq_later != {("hq", HQ_STAR), ("branch-a", HQ_STAR)}:
         problems.append(f"same-field conflicts written later at HQ hold {sorted(hq_later)}")
     if branch_later != {("hq", BRANCH_STAR), ("branch-a", BRANCH_STAR)}:
         problems.append(f"same-field conflicts written later at branch-a hold {sorted(branch_later)}")
     k, both = len(p["hq"]), len(p["hq_later"]) + len(p["branch_later"])
-    print(f"resync: {customers:,} customers; {k:,} changed at HQ and {k:,} at branch-a while apart, "
+    print(f"resync: {customers:,} customers, all at home at {BRANCH}; {k:,} changed at HQ and {k:,} at branch-a while apart, "
           f"{k // 2:,} on both sides ({both:,} with the same field)")
     print(f"  pushed / pulled        {report['pushed']:>7,} / {report['pulled']:,} field changes "
           f"({report['push_batches']} batches / {report['pull_pages']} pages)")
@@ -135,7 +154,8 @@ async def run(customers: int) -> int:
     print(f"  initial full sync of the same pair  {full_s:.2f} s;"
           f" ratio resync/full {took_s / full_s:.2f}")
     if not problems:
-        print(f"  converged: equal digests; all {both:,} same-field conflicts hold the later write on both nodes")
+        print(f"  converged: {BRANCH}'s digests equal HQ's digests of its scope; "
+              f"all {both:,} same-field conflicts hold the later write on both nodes")
     for problem in problems:
         print(f"  FAILED: {problem}")
     return 1 if problems else 0

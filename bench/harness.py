@@ -1,5 +1,12 @@
 """Setup shared by the sync benchmarks: HQ seeded with customers, branch-a below it.
 
+Replication is scoped by the access policy: HQ sends branch-a only the
+customers whose ``home_branch`` is branch-a, of them the fields its roles see.
+The pair knows each seeded customer's home (``homes``, see `bench.workload`), so
+the convergence check knows how many customers branch-a must hold, and it
+compares branch-a's digest with HQ's digest of branch-a's scope
+(``GET /status/digest?peer=branch-a``).
+
 Both nodes run as `outpost serve` processes on loopback (`NodeProcess`). The
 branch runs with ``--no-replicate``, so it syncs only when told to
 (``POST /sync/now``): the benchmark decides when the link works. (A long
@@ -24,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from bench.workload import customer_ids, edits_for
+from bench.workload import HOMES, customer_ids, edits_for, home
 from server.node_process import NodeProcess
 from sync.edits import Edit
 from sync.hlc import Clock
@@ -36,20 +43,36 @@ SEED_CHUNK = 1_000
 PRAGMAS = ("journal_mode = WAL", "synchronous = FULL", "cache_size = -32768")
 
 
-class Pair:
-    """HQ and branch-a in ``workdir``; `start` and `stop` may be repeated (new ports each time)."""
+#: the branch of the pair
+BRANCH = "branch-a"
 
-    def __init__(self, workdir: Path, ids: list[str]) -> None:
+
+class Pair:
+    """HQ and branch-a in ``workdir``; `start` and `stop` may be repeated (new ports each time).
+
+    ``ids`` are the seeded customers, customer ``i`` at home at ``homes[i % len(homes)]``."""
+
+    def __init__(self, workdir: Path, ids: list[str], homes: tuple[str, ...] = HOMES) -> None:
         self.workdir = workdir
         self.ids = ids
+        self.homes = homes
         self.token = secrets.token_urlsafe(24)
         #: one keystore passphrase for both, kept across restarts
         self.passphrase = secrets.token_urlsafe(16)
         self.hq = NodeProcess("hq", workdir, token=self.token, passphrase=self.passphrase)
         self.branch = self._branch()
 
+    def is_own(self, i: int) -> bool:
+        """Whether customer ``i`` is at home at branch-a (so in its scope)."""
+        return home(i, self.homes) == BRANCH
+
+    @property
+    def own_ids(self) -> list[str]:
+        """The customers branch-a's scope admits, in seeding order."""
+        return [row_id for i, row_id in enumerate(self.ids) if self.is_own(i)]
+
     def _branch(self) -> NodeProcess:
-        return NodeProcess("branch-a", self.workdir, token=self.token, upstream_url=self.hq.url,
+        return NodeProcess(BRANCH, self.workdir, token=self.token, upstream_url=self.hq.url,
                            extra_args=("--no-replicate",), passphrase=self.passphrase)
 
     def db_path(self, node: NodeProcess) -> Path:
@@ -69,19 +92,20 @@ class Pair:
 
 async def seed_plain(pair: Pair) -> None:
     """The workload's customers, straight into HQ's file."""
-    await write_local(pair.db_path(pair.hq), "hq", chunked(edits_for(pair.ids), SEED_CHUNK))
+    await write_local(pair.db_path(pair.hq), "hq", chunked(edits_for(pair.ids, homes=pair.homes), SEED_CHUNK))
 
 
 @asynccontextmanager
 async def seeded_pair(
-    customers: int, seed: Callable[[Pair], Awaitable[None]] = seed_plain, *, enroll: bool = False
+    customers: int, seed: Callable[[Pair], Awaitable[None]] = seed_plain, *, enroll: bool = False,
+    homes: tuple[str, ...] = HOMES,
 ) -> AsyncIterator[Pair]:
-    """HQ holding ``customers`` customers (written by ``seed`` straight into its
-    file, before it starts), an empty branch-a (enrolled with HQ if ``enroll``),
-    both serving, HQ's first key pass over the seeded rows done; everything is
-    stopped and deleted on exit."""
+    """HQ holding ``customers`` customers spread over ``homes`` (written by
+    ``seed`` straight into its file, before it starts), an empty branch-a
+    (enrolled with HQ if ``enroll``), both serving, HQ's first key pass over the
+    seeded rows done; everything is stopped and deleted on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="outpost-bench-"))
-    pair = Pair(workdir, customer_ids(customers, now_ms=wall_clock_ms()))
+    pair = Pair(workdir, customer_ids(customers, now_ms=wall_clock_ms()), homes)
     try:
         pair.hq.init()
         pair.branch.init()
@@ -138,16 +162,19 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-async def check_converged(pair: Pair, customers: int) -> list[str]:
-    """What is wrong with the pair's convergence (empty when digests and row counts agree)."""
-    hq, branch = await pair.hq.digest(peer="branch-a"), await pair.branch.digest()
+async def check_converged(pair: Pair) -> list[str]:
+    """What is wrong with the pair's convergence (empty when it has converged):
+    branch-a's digests must equal HQ's digests of branch-a's scope, HQ must hold
+    every seeded customer and branch-a exactly those at home there."""
+    hq, branch = await pair.hq.digest(peer=BRANCH), await pair.branch.digest()
     problems = []
     for kind in ("digest", "keys_digest"):  # the work data, and the key records HQ sends branch-a
         if hq[kind] != branch[kind]:
-            problems.append(f"{kind}s differ: hq {hq[kind][:16]} branch-a {branch[kind][:16]}")
-    for d in (hq, branch):
-        if d["rows"]["customers"] != customers:
-            problems.append(f"{d['node_id']} holds {d['rows']['customers']:,} customers, expected {customers:,}")
+            problems.append(f"{kind}s differ: hq's of {BRANCH}'s scope {hq[kind][:16]}, {BRANCH} {branch[kind][:16]}")
+    # the digest's row counts are of what each node holds (HQ's: all of it)
+    for d, expected in ((hq, len(pair.ids)), (branch, len(pair.own_ids))):
+        if d["rows"]["customers"] != expected:
+            problems.append(f"{d['node_id']} holds {d['rows']['customers']:,} customers, expected {expected:,}")
     return problems
 
 

@@ -3,6 +3,11 @@
 Eight plain fields and two PII ones: random bytes the size of an AES-GCM
 sealed name and phone number, so value sizes are those of real rows, or (for
 `bench_sealed_sync`) a made-up name and phone number to seal for real.
+
+Each customer has a home branch (``homes``, half branch-a's and half
+branch-b's by default). Replication is scoped: HQ sends branch-a only the
+customers whose home it is, so a benchmark that means "the branch pulls N
+customers" seeds them all at branch-a, or seeds 2N half each.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from sync.ids import new_ulid
 from sync.merge import encode_value
 
 FIELDS = 10
+#: the home branches customers are spread over, customer ``i`` at ``homes[i % len(homes)]``:
+#: by default half each, branch-a holding the odd-numbered ones
+HOMES: tuple[str, ...] = ("branch-b", "branch-a")
 
 
 def customer_ids(n: int, *, now_ms: int, seed: int = 7) -> list[str]:
@@ -28,10 +36,15 @@ def customer_ids(n: int, *, now_ms: int, seed: int = 7) -> list[str]:
     return [new_ulid(now_ms - n + i, rnd.randbytes(10)) for i in range(n)]
 
 
-def plain_values(i: int) -> list[tuple[str, object]]:
+def home(i: int, homes: tuple[str, ...] = HOMES) -> str:
+    """The home branch of customer number ``i``."""
+    return homes[i % len(homes)]
+
+
+def plain_values(i: int, homes: tuple[str, ...] = HOMES) -> list[tuple[str, object]]:
     """The 8 fields of customer number ``i`` that hold no PII."""
     return [
-        ("home_branch", "branch-a" if i % 2 else "branch-b"),
+        ("home_branch", home(i, homes)),
         ("star_level", i % 8),
         ("segment", ("gold", "silver", "bronze")[i % 3]),
         ("arpu_fen", 5_000 + i % 20_000),
@@ -42,10 +55,10 @@ def plain_values(i: int) -> list[tuple[str, object]]:
     ]
 
 
-def customer_values(i: int) -> list[tuple[str, object]]:
+def customer_values(i: int, homes: tuple[str, ...] = HOMES) -> list[tuple[str, object]]:
     """The 10 field values of customer number ``i``: name and phone as random bytes
     the size of their sealed form (see `person` for plaintext ones)."""
-    return [*plain_values(i), ("name", os.urandom(MIN_SEALED_BYTES + 12)), ("phone", os.urandom(MIN_SEALED_BYTES + 11))]
+    return [*plain_values(i, homes), ("name", os.urandom(MIN_SEALED_BYTES + 12)), ("phone", os.urandom(MIN_SEALED_BYTES + 11))]
 
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
@@ -70,7 +83,7 @@ def wire_changes(ids: list[str], *, origin: str, first_stamp_ms: int) -> list[Ch
     return out
 
 
-def edits_for(ids: list[str], start: int = 0) -> Iterator[list[Edit]]:
+def edits_for(ids: list[str], start: int = 0, homes: tuple[str, ...] = HOMES) -> Iterator[list[Edit]]:
     """Local edits creating these customers, one write per customer."""
     for i, row_id in enumerate(ids, start):
-        yield [Edit("customers", row_id, f, value=v) for f, v in customer_values(i)]
+        yield [Edit("customers", row_id, f, value=v) for f, v in customer_values(i, homes)]
