@@ -20,6 +20,8 @@ from sync.store import ReplicaStore
 log = logging.getLogger(__name__)
 
 Route = Literal["pull", "push"]
+#: a reshaping run for a peer that synced before scopes were recorded
+LEGACY = "legacy"
 
 
 class Limits:
@@ -58,6 +60,8 @@ class Responder:
         #: scoped peers: pages served and not yet confirmed by the peer's next pull
         self._pages: dict[str, list[_Served]] = {}
         self._serial = 0
+        #: scoped peers in a run that re-sends their rows whole (their scope changed), by fingerprint
+        self._reshaping: dict[str, str] = {}
 
     async def handle(self, route: Route, body: bytes,
                      authenticate: Callable[[str], Awaitable[None]] | None = None) -> bytes:
@@ -90,16 +94,18 @@ class Responder:
             self._pages.pop(request.node, None)
         elif scoped:
             await self._confirm(request.node, request.scope)
-        if scoped and scope is not None and _fingerprint(request.scope) != scope.fingerprint and (since or cursor):
-            # its scope changed since its last page (a policy reload, a new contract):
-            # every row is weighed again, so rows that entered it without changing arrive
-            since = cursor = 0
+        reshape = assume_held = False
+        if scoped and scope is not None:
+            since, cursor, reshape, assume_held = self._run_mode(request, scope, since, cursor)
         limit = min(request.limit, self.limits.max_page_changes)
         owed = await store.owed_drops(request.node, limit=limit) if scoped else []
         page = await store.changes_after(
             since, cursor, limit=max(1, limit - len(owed)), exclude_src=request.node,
-            admit=None if scope is None else scope.admits, scope=scope if scoped else None,
+            admit=None if scope is None else scope.admits, scope=scope if scoped else None, reshape=reshape,
+            assume_held=assume_held,
         )
+        if not page.more:
+            self._reshaping.pop(request.node, None)
         token = ""
         if scoped and scope is not None:
             self._serial += 1
@@ -130,6 +136,29 @@ class Responder:
             drops=[*owed, *page.drops],
             scope=token,
         )
+
+    def _run_mode(self, request: PullRequest, scope: PeerScope, since: int, cursor: int) -> tuple[int, int, bool, bool]:
+        """(since, cursor, reshape, assume_held) for a scoped peer's pull.
+
+        When its scope changed since its last page (a policy reload, a new
+        contract), its run starts again at 0 and *reshapes*: rows that entered the
+        scope without changing arrive, and those it holds are reset there and sent
+        whole, so a field no longer present goes. A peer that pulled before this
+        upstream recorded scopes (no token, a cursor) may hold any row: its run
+        starts again and every row outside its scope is purged there. Either mode
+        lasts to the end of the run."""
+        node = request.node
+        if not request.scope and (since or cursor):
+            self._reshaping[node] = LEGACY
+            return 0, 0, True, True
+        if request.scope and _fingerprint(request.scope) != scope.fingerprint:
+            self._reshaping[node] = scope.fingerprint
+            return 0, 0, True, False
+        mode = self._reshaping.get(node)
+        if mode not in (scope.fingerprint, LEGACY):
+            self._reshaping.pop(node, None)
+            return since, cursor, False, False
+        return since, cursor, True, mode == LEGACY
 
     async def _known(self, node: str) -> bool:
         """A node of the registry, not this one, and not retired."""

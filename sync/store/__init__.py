@@ -183,7 +183,7 @@ class ReplicaStore(Protocol):
 
     async def changes_after(
         self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None,
-        scope: PeerScope | None = None,
+        scope: PeerScope | None = None, reshape: bool = False, assume_held: bool = False,
     ) -> Page: ...
 
     async def owed_drops(self, peer: str, *, limit: int) -> list[RowDrop]: ...

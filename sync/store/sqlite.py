@@ -431,7 +431,7 @@ class SqliteStore:
                     refused += [RefusedChange(i, "out_of_scope") for i in sorted(undone)]
                     refused.sort(key=lambda r: r.index)
                 await self._owe_drops(batch, src, screen)
-            if receipt_rows and on_purge is not None:
+            if receipt_rows and receipt_rows[0] and on_purge is not None:
                 purged = len(receipt_rows[0])
                 self.clock.last = max(self.clock.last, max_hlc)
                 edits = on_purge(*receipt_rows)
@@ -631,7 +631,7 @@ class SqliteStore:
     @_reads
     async def changes_after(
         self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None,
-        scope: PeerScope | None = None,
+        scope: PeerScope | None = None, reshape: bool = False, assume_held: bool = False,
     ) -> Page:
         """Field states numbered after ``since`` in rows numbered after ``cursor``.
 
@@ -646,7 +646,11 @@ class SqliteStore:
         it holds gets its new states, one it does not hold is sent whole (of the
         fields present at the peer), and one out of scope that it holds is
         purged (`Page.drops`). `Page.entered` and `Page.left` say which, for
-        `confirm_served` once the peer has stored the page.
+        `confirm_served` once the peer has stored the page. ``reshape`` (the
+        peer's scope changed, so the fields present there may have): a held row
+        is reset at the peer and sent whole, so a field no longer present goes.
+        ``assume_held``: the peer may hold any row (it synced before scopes were
+        recorded): every row outside its scope is purged there.
         """
         changes: list[Change] = []
         append = changes.append
@@ -695,12 +699,14 @@ class SqliteStore:
                         assert scope is not None
                         key = (collection, row_id)
                         if not scope.admits_row(collection, doc):
-                            if key in held:
+                            if assume_held or key in held:
                                 drops.append(RowDrop(collection, row_id, "purge"))
                                 left.append(key)
                             continue
                         present = scope.fields.get(collection, frozenset())
-                        whole = key not in held
+                        whole = reshape or key not in held
+                        if reshape and key in held:
+                            drops.append(RowDrop(collection, row_id, "reset"))
                         if whole:
                             entered.append(key)
                         for name, (value, hlc, origin, fseq, src) in doc.items():

@@ -29,15 +29,15 @@ FIELDS = frozenset({"segment", "star_level", "tags", "deleted"})
 C1, C2, C3 = "01M84BWR790000000000000001", "01M84BWR790000000000000002", "01M84BWR790000000000000003"
 
 
-def scope(segments: set[str]) -> PeerScope:
+def scope(segments: set[str], fields: frozenset[str] = FIELDS) -> PeerScope:
     def rule(collection: str, values: Mapping[str, Any]) -> bool:
         return values["segment"] in segments
 
     return PeerScope(node="branch-a", groups=frozenset({"branch-a"}), classes=frozenset(), rows=rule,
                      reads={"customers": ("segment",), "tasks": (), "results": ()},
-                     fields={"customers": FIELDS, "tasks": frozenset(), "results": frozenset()},
+                     fields={"customers": fields, "tasks": frozenset(), "results": frozenset()},
                      writable={"customers": frozenset({"star_level", "tags"})},
-                     fingerprint="-".join(sorted(segments)))
+                     fingerprint="-".join(sorted(segments)) + "/" + "-".join(sorted(fields)))
 
 
 class Link:
@@ -46,8 +46,10 @@ class Link:
     def __init__(self, hq: SqliteStore, branch: SqliteStore, segments: set[str]) -> None:
         self.hq, self.branch = hq, branch
         self.segments = segments
+        self.fields = FIELDS
+        self.scoped = True
         self.receipts: list[tuple[list[str], int]] = []
-        self.responder = Responder(hq, scope_for=lambda peer: scope(self.segments))
+        self.responder = Responder(hq, scope_for=lambda peer: scope(self.segments, self.fields) if self.scoped else None)
         self.lose_next_page = False
         self.replicator = Replicator(branch, self._transport, upstream="hq", on_purge=self._receipt)
 
@@ -140,6 +142,39 @@ def test_a_changed_scope_is_weighed_again_from_the_start(tmp_path: Path) -> None
     run(test, tmp_path, {"silver"})
 
 
+def test_a_field_the_scope_no_longer_holds_goes_from_the_peer(tmp_path: Path) -> None:
+    async def test(link: Link) -> None:
+        await link.hq.write_local([Edit("customers", C1, "segment", "set", "silver"),
+                                   Edit("customers", C1, "star_level", "set", 3)])
+        await link.replicator.sync_once()
+        await link.branch.write_local([Edit("customers", C1, "tags", "add", "mine")])  # not pushed yet
+        assert "star_level" in await link.branch.field_origins("customers", C1)
+        link.fields = FIELDS - {"star_level"}  # a policy reload: the field is hidden from now on
+        await link.replicator.sync_once()
+        held = await link.branch.field_origins("customers", C1)
+        assert "star_level" not in held and "segment" in held, held
+        row = await link.branch.read_row("customers", C1)
+        assert row is not None and row["tags"] == ["mine"], "the local write survives"
+        narrow = scope({"silver"}, FIELDS - {"star_level"})
+        assert await link.branch.digest(["customers"]) == await link.hq.digest(["customers"], scope=narrow)
+
+    run(test, tmp_path, {"silver"})
+
+
+def test_a_peer_that_synced_before_scopes_purges_what_it_may_not_hold(tmp_path: Path) -> None:
+    async def test(link: Link) -> None:
+        await link.hq.write_local([Edit("customers", C1, "segment", "set", "silver"),
+                                   Edit("customers", C2, "segment", "set", "gold")])
+        link.scoped = False  # an upstream that did not scope rows yet
+        await link.replicator.sync_once()
+        assert await link.held() == {C1, C2}
+        link.scoped = True
+        report = await link.replicator.sync_once()
+        assert await link.held() == {C1} and report.purged == 1
+
+    run(test, tmp_path, {"silver"})
+
+
 def test_a_refused_write_is_answered_with_the_row_whole_and_unpushed_writes_stay(tmp_path: Path) -> None:
     async def test(link: Link) -> None:
         await link.hq.write_local([Edit("customers", C1, "segment", "set", "silver"),
@@ -201,10 +236,11 @@ def test_pages_to_a_scoped_peer_name_their_scope(tmp_path: Path) -> None:
         await link.hq.write_local([Edit("customers", C1, "segment", "set", "silver")])
         await link.replicator.sync_once()
         link_state = await link.branch.link("hq")
-        assert link_state is not None and link_state.pull_scope.startswith("silver.")
+        fingerprint = scope({"silver"}).fingerprint
+        assert link_state is not None and link_state.pull_scope.startswith(fingerprint + ".")
         frame = await link.responder.handle("pull", _pull_frame(link.branch.store_id, link_state))
         page, _ = decode_frame(frame, max_body_bytes=1 << 20)
-        assert isinstance(page, ChangesPage) and page.scope.startswith("silver.") and page.changes == []
+        assert isinstance(page, ChangesPage) and page.scope.startswith(fingerprint + ".") and page.changes == []
 
     run(test, tmp_path, {"silver"})
 
