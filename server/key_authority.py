@@ -22,7 +22,7 @@ from crypto.errors import UnwrapError
 from crypto.keys import ScopeKey, new_key
 from crypto.seal import FieldContext, open_field, seal_field, sealed_key_version
 from server.config import NodeEntry, SiteConfig
-from server.policy import Policy
+from server.policy import NodeScope, Policy
 from server.keyring import (
     CUSTOMER_PII,
     INDEX_CLASS,
@@ -103,11 +103,11 @@ class ErasureReport(msgspec.Struct, frozen=True):
     rotations: list[RotationReport]
 
 
-def grants(entry: NodeEntry, policy: Policy) -> frozenset[str]:
-    """The key classes a node receives: those its policy scope needs, within its
-    registry entry's contract."""
+def grants(entry: NodeEntry, policy: Policy, scope: NodeScope | None = None) -> frozenset[str]:
+    """The key classes a node receives: those its policy scope needs (``scope``, if
+    the caller has it already), within its registry entry's contract."""
     contract = frozenset(entry.classes) | ({INDEX_CLASS} if entry.lookups else frozenset())
-    return policy.node_scope(entry).key_classes & contract
+    return (scope or policy.node_scope(entry)).key_classes & contract
 
 
 class KeyAuthority:

@@ -32,7 +32,7 @@ def peer_scope(entry: NodeEntry, policy: Policy, *, offboarding: bool = False,
     node being offboarded: it purges every row it holds). ``campaigns``: the
     campaigns whose ``partners`` name the node, besides those its entry lists."""
     scope = policy.node_scope(entry, campaigns=frozenset(entry.campaigns) | campaigns)
-    classes = grants(entry, policy)
+    classes = grants(entry, policy, scope)
     if offboarding:  # the deletion of its scope keys still reaches it, so it destroys them
         return PeerScope(
             node=entry.node_id, groups=frozenset({entry.node_id}), classes=classes, rows=_nothing,
