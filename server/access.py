@@ -58,6 +58,11 @@ CUSTOMERS = "customers"
 #: why a masked field is revealed: a fixed list of codes, so no free text (and no
 #: personal information) can reach the access events
 RevealPurpose = Literal["outbound_call", "inbound_call", "complaint", "visit", "identity_check"]
+#: why a customer card is read, when the caller says (recorded in the audit entry)
+ReadPurpose = Literal[
+    "outbound_call", "inbound_call", "complaint", "visit", "identity_check", "follow_up", "quality_review",
+    "subject_request",
+]
 REVEAL_PURPOSES: tuple[str, ...] = typing.get_args(RevealPurpose)
 #: the customer fields a masked view exists for (`server.masking.MASKS`), and so
 #: the fields one can reveal

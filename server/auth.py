@@ -158,7 +158,7 @@ async def record_refusal(exc: Exception, scope: Scope) -> None:
     note: dict[str, Any] = scope.get(_NOTE) or {}  # type: ignore[assignment]
     row_id = (scope.get("path_params") or {}).get("row_id")
     try:
-        await scope["litestar_app"].state.node.access_log.refused(
+        await scope["litestar_app"].state.node.audit.refused(
             ANONYMOUS if actor is None else actor.id, None if actor is None else actor.role, action,
             status=status, reason=getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__,
             row_id=row_id if isinstance(row_id, str) and _ROW_ID.match(row_id) else None,

@@ -35,6 +35,7 @@ from server.keyring import (
     row_key_field,
     row_key_wraps,
 )
+from sync.audit import AuditDraft
 from sync.edits import Edit
 from sync.schema import FIELD_CLASSES, KeyRef, KeyWrap
 
@@ -240,10 +241,11 @@ class KeyAuthority:
                 await self.store.write_local(edits)
         return done
 
-    async def erase_customer(self, customer_id: str) -> ErasureReport:
+    async def erase_customer(self, customer_id: str, *, audit: AuditDraft | None = None) -> ErasureReport:
         """PIPL Art. 47: tombstone the customer (shredding its sealed fields), shred its
         data keys and its results' notes, rotate every scope key that wrapped its
-        data keys, and truncate the WAL so no page of the old keys stays behind."""
+        data keys, and truncate the WAL so no page of the old keys stays behind.
+        ``audit``, the erasure's entry, is committed with the tombstone."""
         row = await self.store.read_row("customers", customer_id)
         if row is None or row["deleted"]:
             raise CustomerGoneError(customer_id)
@@ -253,7 +255,10 @@ class KeyAuthority:
         edits = [Edit("customers", customer_id, "deleted", "set", True)]
         edits += [Edit("keys", k["row_id"], "deleted", "set", True) for k in keys if not k["deleted"]]
         edits += [Edit("results", r["row_id"], "deleted", "set", True) for r in results]
-        await self.store.write_local(edits)
+        if audit is not None:
+            audit = msgspec.structs.replace(audit, counts={"data_keys": len(keys) + len(in_row),
+                                                           "results": len(results)})
+        await self.store.write_local(edits, audit=audit)
         pairs = sorted(
             {(k["scope_group"], k["field_class"]) for k in keys} | {(w.group, w.field_class) for w in in_row}
         )
@@ -282,12 +287,13 @@ class KeyAuthority:
         return done
 
 
-async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, flush: bool = True) -> bool:
+async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, flush: bool = True,
+                               audit: AuditDraft | None = None) -> bool:
     """New data keys for one customer, its fields re-sealed, its old keys shredded,
     in one transaction (any node holding its keys may do it), then (``flush``) the
     WAL checkpointed so neither the old ciphertext nor the old keys stay there. A
     class whose fields do not all open here is left as it is. False if nothing
-    was rotated."""
+    was rotated. ``audit``, the rotation's entry, is committed with it."""
     row = await keyring.store.read_row("customers", customer_id)
     if row is None or row["deleted"]:
         return False
@@ -322,7 +328,7 @@ async def rotate_customer_keys(keyring: Keyring, customer_id: str, *, flush: boo
         return False
     records = await keyring.data_key_records(customer_id)
     edits += [Edit("keys", r["row_id"], "deleted", "set", True) for r in records if r["field_class"] in rotated]
-    await keyring.store.write_local(edits)
+    await keyring.store.write_local(edits, audit=audit)
     if flush:
         await flush_wal(keyring.store)
     return True

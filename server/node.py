@@ -11,7 +11,7 @@ import logging
 import os
 
 from crypto.keystore import Keystore, create_keystore, open_keystore
-from server.access_events import AccessLog
+from server.audit_log import AuditLog
 from server.config import ConfigError, SiteConfig
 from server.key_authority import KeyAuthority
 from server.peer_scopes import contracted_campaigns, scope_for
@@ -97,8 +97,8 @@ class Node:
         self.steward = KeySteward(self.keyring, is_hq=config.role == "hq", hq=self.hq)
         #: sign-in, sessions and token checks for the users this node holds
         self.auth = Authenticator(store, keystore, config)
-        #: who accessed which customer through this node's API (server/access_events.py)
-        self.access_log = AccessLog(store, reveals_per_day=config.auth.reveals_per_day)
+        #: this node's audit log: who did what, chained (server/audit_log.py)
+        self.audit = AuditLog(store, reveals_per_day=config.auth.reveals_per_day)
         self.responder = Responder(
             store,
             Limits(

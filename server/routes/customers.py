@@ -25,8 +25,9 @@ request, not a field edit, and rotation is key maintenance.
 PII arrives as plaintext JSON, is sealed at this node before anything is stored,
 and is opened for the response; a visible field this node cannot open is null
 and listed in ``unavailable``. Every response showing PII, every write, lookup,
-reveal, erasure and rotation, and every refusal is an access event
-(server/access_events.py): ids and field names, never values.
+reveal, erasure and rotation, and every refusal leaves one audit entry
+(server/audit_log.py): ids and field names, never values. A write's entry names
+the fields it changed and those its answer shows, and is committed with it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 from msgspec import Meta
 
 from server.access import (
@@ -44,6 +45,7 @@ from server.access import (
     Actor,
     MaskedField,
     OutOfScopeError,
+    ReadPurpose,
     RevealPurpose,
     admits,
     check_create,
@@ -55,9 +57,11 @@ from server.access import (
 from server.auth import note_access, require_actor, require_operator
 from server.deps import ActorDep, NodeDep
 from server.errors import NotFoundError, WrongNodeError
+from crypto.plaintext import Plaintext
 from server.key_authority import ErasureReport, rotate_customer_keys
 from server.node import Node
-from server.views import CustomerView, CustomerWrite, edits_from, fields_written, pii_from
+from server.keyring import OpenedRow
+from server.views import CustomerView, CustomerWrite, apply_write, blank_row, edits_from, fields_written, pii_from
 from sync.edits import Edit
 from sync.ids import ROW_ID_PATTERN, RowId, new_ulid
 
@@ -101,9 +105,22 @@ class RevealedField(msgspec.Struct, kw_only=True):
 
 
 class EraseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Why the customer's data is erased (kept in the log with the request)."""
+    """Who asked for the erasure and on what ground, as codes, and the ticket it
+    was asked in: kept in the audit entry of the erasure. No free text, so no
+    personal information reaches the audit log."""
 
-    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+    requested_by: ErasureRequester
+    basis: ErasureBasis
+    reference: RowId | None = None
+
+
+#: who asked: the person, their guardian, an authority, or the operation itself
+ErasureRequester = Literal["data_subject", "guardian", "authority", "controller"]
+#: PIPL Art. 47's grounds for deletion
+ErasureBasis = Literal[
+    "subject_request", "consent_withdrawn", "purpose_fulfilled", "retention_expired", "unlawful_processing",
+    "service_ended",
+]
 
 
 class RotationDone(msgspec.Struct, kw_only=True):
@@ -140,10 +157,13 @@ class CustomerController(Controller):
                 "partners": [] if data.partners_add is msgspec.UNSET else data.partners_add,
             }
             edits += await node.keyring.seal_edits(row_id, row, pii)
-        await node.store.write_local(edits)
+        blank = {**blank_row(CUSTOMERS, row_id), **implied}
+        seen = project_customer(node.policy, actor, apply_write(blank, data),
+                                _with_written(await node.keyring.open_customer(blank), pii))
+        await node.store.write_local(edits, audit=node.audit.draft(
+            actor, "create", row_id=row_id, fields=fields, shown=seen.shown, masked=seen.masked))
         node.steward.trigger()  # wraps for its groups, its blind indexes
-        await node.access_log.record(actor, "create", row_id=row_id, fields=fields)
-        return await _card(node, actor, row_id)
+        return seen.view
 
     @patch("/{row_id:str}", operation_id="UpdateCustomer", name="customers:update", security=ACCESS_SECURITY,
            opt={"access": "write"})
@@ -156,21 +176,24 @@ class CustomerController(Controller):
         row = await _row_in_scope(node, actor, row_id)
         fields = check_write(node.policy, actor, row, data)
         edits = edits_from("customers", row_id, data)
-        pii = pii_from(data)
-        if pii and not row["deleted"]:  # a deleted row holds no PII
+        pii = pii_from(data) if not row["deleted"] else {}  # a deleted row holds no PII
+        if pii:
             edits += await node.keyring.seal_edits(row_id, row, pii)
-        await node.store.write_local(edits)
+        seen = project_customer(node.policy, actor, apply_write(row, data),
+                                _with_written(await node.keyring.open_customer(row), pii))
+        await node.store.write_local(edits, audit=node.audit.draft(
+            actor, "write", row_id=row_id, fields=fields, shown=seen.shown, masked=seen.masked))
         node.steward.trigger()  # a new home or partner needs its wraps of the keys
-        await node.access_log.record(actor, "write", row_id=row_id, fields=fields)
-        return await _card(node, actor, row_id)
+        return seen.view
 
     @get("/{row_id:str}", operation_id="GetCustomer", name="customers:get", security=ACCESS_SECURITY,
          opt={"access": "read"})
-    async def get(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep) -> CustomerView:  # type: ignore[valid-type]
+    async def get(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
+                  purpose: FromQuery[ReadPurpose | None] = None) -> CustomerView:  # type: ignore[valid-type]
         """A customer as this node holds it and the caller may see it: fields the
         caller's role does not see are absent, masked ones masked, PII opened where
-        this node has the keys."""
-        return await _card(node, actor, row_id)
+        this node has the keys. ``purpose``, a code, goes into the audit entry."""
+        return await _card(node, actor, row_id, purpose)
 
     @post("/lookup", operation_id="LookupCustomer", name="customers:lookup", status_code=200,
           security=ACCESS_SECURITY, opt={"access": "lookup"})
@@ -184,11 +207,11 @@ class CustomerController(Controller):
         check_look_up(node.policy, actor, data.field)
         found = node.keyring.lookup_index(data.field, data.value)
         if found is None:
-            await node.access_log.record(actor, "lookup", fields=(data.field,))
+            await node.audit.record(actor, "lookup", fields=(data.field,))
             return LookupResult(matches=[], indexed=False)
         index_field, index_value = found
         wanted = node.keyring.normalised(data.field, data.value)
-        matches = []
+        matches, shown, masked = [], set[str](), set[str]()
         for row in await node.store.find_rows("customers", limit=1_000, **{index_field: index_value}):
             if row["deleted"] or not admits(node.policy, actor, row):
                 continue
@@ -196,10 +219,11 @@ class CustomerController(Controller):
             value = opened.values.get(data.field)
             if value is not None and node.keyring.normalised(data.field, value.reveal()) == wanted:
                 seen = project_customer(node.policy, actor, row, opened)
-                await node.access_log.record(actor, "read", row_id=row["row_id"], fields=seen.shown,
-                                             masked=seen.masked)
+                shown.update(seen.shown)
+                masked.update(seen.masked)
                 matches.append(seen.view)
-        await node.access_log.record(actor, "lookup", fields=(data.field,))
+        await node.audit.record(actor, "lookup", rows=[m.row_id for m in matches], fields=(data.field,),
+                                shown=sorted(shown), masked=sorted(masked))
         return LookupResult(matches=matches)
 
     @post("/{row_id:str}/reveal", operation_id="RevealCustomerField", name="customers:reveal", status_code=200,
@@ -213,7 +237,7 @@ class CustomerController(Controller):
         note_access(request, fields=(data.field,), purpose=data.purpose, reference=data.reference)
         row = await _row_in_scope(node, actor, row_id)
         check_reveal(node.policy, actor, data.field)
-        await node.access_log.reserve_reveal(actor, row_id, data.field, data.purpose, data.reference)
+        await node.audit.reserve_reveal(actor, row_id, data.field, data.purpose, data.reference)
         opened = await node.keyring.open_customer(row)
         value = opened.values.get(data.field)
         return RevealedField(row_id=row_id, field=data.field, value=None if value is None else value.reveal(),
@@ -229,9 +253,8 @@ class CustomerController(Controller):
         copy of any node's files opens the old ciphertext."""
         if node.authority is None:
             raise WrongNodeError("erase", node.config.node_id, node.hq)
-        report = await node.authority.erase_customer(row_id)
-        await node.access_log.record(actor, "erase", row_id=row_id)
-        return report
+        return await node.authority.erase_customer(row_id, audit=node.audit.draft(
+            actor, "erase", row_id=row_id, purpose=data.basis, reason=data.requested_by, reference=data.reference))
 
     @post("/{row_id:str}/rotate-keys", operation_id="RotateCustomerKeys", name="customers:rotate-keys",
           status_code=200, guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "rotate_keys"})
@@ -239,8 +262,10 @@ class CustomerController(Controller):
         """Give the customer new data keys and re-seal its fields under them (the
         operator's token); the old keys are shredded at every node by sync."""
         await _row_in_scope(node, actor, row_id)
-        rotated = await rotate_customer_keys(node.keyring, row_id)
-        await node.access_log.record(actor, "rotate_keys", row_id=row_id)
+        entry = node.audit.draft(actor, "rotate_keys", row_id=row_id)
+        rotated = await rotate_customer_keys(node.keyring, row_id, audit=entry)
+        if not rotated:  # nothing written: the request is still recorded
+            await node.audit.record(actor, "rotate_keys", row_id=row_id, counts={"rotated": 0})
         return RotationDone(row_id=row_id, rotated=rotated)
 
 
@@ -255,10 +280,20 @@ async def _row_in_scope(node: Node, actor: Actor, row_id: str) -> dict[str, Any]
     return row
 
 
-async def _card(node: Node, actor: Actor, row_id: str) -> CustomerView:  # type: ignore[valid-type]
+async def _card(node: Node, actor: Actor, row_id: str,  # type: ignore[valid-type]
+                purpose: str | None = None) -> CustomerView:
     """The customer as ``actor`` may see it; a response that shows PII is recorded."""
     row = await _row_in_scope(node, actor, row_id)
     seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row))
     if seen.shown or seen.masked:
-        await node.access_log.record(actor, "read", row_id=row_id, fields=seen.shown, masked=seen.masked)
+        await node.audit.record(actor, "read", row_id=row_id, shown=seen.shown, masked=seen.masked, purpose=purpose)
     return seen.view
+
+
+def _with_written(opened: OpenedRow, pii: dict[str, str | None]) -> OpenedRow:
+    """``opened`` as it will be once the PII ``pii`` is written: what the answer
+    to a write shows, known before the write commits with its audit entry."""
+    for name, value in pii.items():
+        opened.values[name] = None if value is None else Plaintext(value)
+        opened.unavailable.pop(name, None)
+    return opened

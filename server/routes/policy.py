@@ -55,8 +55,8 @@ class PolicyController(Controller):
         try:
             policy = node.reload_policy()
         except ConfigError as exc:
-            await node.access_log.refused("operator", None, "reload_policy", collection="policy", status=422,
+            await node.audit.refused("operator", None, "reload_policy", collection="policy", status=422,
                                           reason="policy_invalid")
             raise PolicyReloadError(str(node.config.policy_path), exc.reason) from None
-        await node.access_log.record(OPERATOR_ACTOR, "reload_policy", collection="policy")
+        await node.audit.record(OPERATOR_ACTOR, "reload_policy", collection="policy")
         return in_force(policy, node.config.role)

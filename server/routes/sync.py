@@ -38,7 +38,7 @@ def _authenticate(node: Node, request: Request, route: str, body: bytes) -> Call
                                   body=body, now_ms=wall_clock_ms(), max_drift_ms=node.config.sync.max_drift_ms)
         except sync_auth.SyncAuthError as exc:
             log.warning("sync.auth refused", extra={"peer": claimed, "route": route, "reason": exc.reason})
-            await node.access_log.refused(claimed, None, f"sync_{route}", collection="sync", status=403,
+            await node.audit.refused(claimed, None, f"sync_{route}", collection="sync", status=403,
                                           reason="bad_signature")
             raise
 

@@ -220,3 +220,89 @@ BEGIN SELECT RAISE(ABORT, 'access_events is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS access_events_no_delete BEFORE DELETE ON access_events
 BEGIN SELECT RAISE(ABORT, 'access_events is append-only'); END""",
 )
+
+
+#: The audit log (sync/audit.py, server/audit_log.py): every node's own
+#: hash-chained entries (``node`` = this node) and, above the leaves, the chains
+#: collected from the nodes below, forwarded up by sync (``rowid`` is arrival
+#: order, the forwarding cursor). ``rows``, ``fields`` and ``masked`` are
+#: comma-separated ids and names, ``counts`` JSON or ''. Entries are never
+#: updated, and deleted only by retention, up to the node's anchor: the signed
+#: checkpoint the retained chain now starts after. ``audit_rows`` indexes entries
+#: by the rows they name ("who accessed this customer"). ``audit_verified``: how
+#: far this store has checked each collected chain; ``audit_alerts``: the breaks
+#: found, each named once.
+AUDIT_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS audit_entries (
+    node        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    role        TEXT,
+    action      TEXT NOT NULL,
+    collection  TEXT NOT NULL,
+    rows        TEXT NOT NULL,
+    fields      TEXT NOT NULL,
+    shown       TEXT NOT NULL,
+    masked      TEXT NOT NULL,
+    purpose     TEXT,
+    reference   TEXT,
+    peer        TEXT,
+    counts      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    reason      TEXT,
+    prev        BLOB NOT NULL,
+    hash        BLOB NOT NULL,
+    UNIQUE (node, seq)
+) STRICT""",
+    "CREATE INDEX IF NOT EXISTS audit_entries_actor ON audit_entries (actor, action, at_ms)",
+    "CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (node, at_ms)",
+    """CREATE TABLE IF NOT EXISTS audit_rows (
+    row_id  TEXT NOT NULL,
+    node    TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (row_id, node, seq)
+) WITHOUT ROWID, STRICT""",
+    """CREATE TABLE IF NOT EXISTS audit_anchors (
+    node   TEXT PRIMARY KEY,
+    seq    INTEGER NOT NULL,
+    hash   BLOB NOT NULL,
+    at_ms  INTEGER NOT NULL
+) WITHOUT ROWID, STRICT""",
+    """CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    node         TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    hash         BLOB NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    key_version  INTEGER NOT NULL,
+    signature    BLOB NOT NULL,
+    PRIMARY KEY (node, seq)
+) WITHOUT ROWID, STRICT""",
+    """CREATE TABLE IF NOT EXISTS audit_verified (
+    node  TEXT PRIMARY KEY,
+    seq   INTEGER NOT NULL,
+    hash  BLOB NOT NULL
+) WITHOUT ROWID, STRICT""",
+    """CREATE TABLE IF NOT EXISTS audit_alerts (
+    alert_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    node      TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    UNIQUE (node, seq, kind)
+) STRICT""",
+    """CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries
+BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_entries_retention BEFORE DELETE ON audit_entries
+WHEN OLD.seq > coalesce((SELECT seq FROM audit_anchors WHERE node = OLD.node), 0)
+BEGIN SELECT RAISE(ABORT, 'audit entries are deleted only by retention, up to their anchor'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_anchors_forward BEFORE UPDATE ON audit_anchors
+WHEN NEW.seq < OLD.seq OR NEW.node != OLD.node
+BEGIN SELECT RAISE(ABORT, 'an audit anchor only moves forward'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_anchors_no_delete BEFORE DELETE ON audit_anchors
+BEGIN SELECT RAISE(ABORT, 'audit anchors are kept'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END""",
+)

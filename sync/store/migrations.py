@@ -13,9 +13,12 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 import msgspec
 
+from sync.audit import AuditDraft, chain_entry, genesis
 from sync.schema import COLLECTIONS, KeyRef, KeyWrap
+from sync.store import audit_rows
 from sync.store.ddl import (
     ACCESS_TABLES,
+    AUDIT_TABLES,
     AUTH_TABLES,
     SCOPE_TABLES,
     _sql_literal,
@@ -104,6 +107,32 @@ async def _scope_tables(conn: aiosqlite.Connection) -> None:
 async def _access_events(conn: aiosqlite.Connection) -> None:
     for statement in ACCESS_TABLES:
         await conn.execute(statement)
+
+
+@migration(7, "the hash-chained audit log; the access events become its first entries")
+async def _audit_log(conn: aiosqlite.Connection) -> None:
+    for statement in AUDIT_TABLES:
+        await conn.execute(statement)
+    async with conn.execute("SELECT value FROM meta WHERE key = 'node_id'") as cur:
+        found = await cur.fetchone()
+    if found is not None:  # an existing store: chain its access events, in order
+        node = str(found[0])
+        head, entries = genesis(node), []
+        async with conn.execute(
+            "SELECT at_ms, actor, role, action, collection, row_id, fields, masked, purpose, reference, outcome, "
+            "status, reason FROM access_events ORDER BY event_id"
+        ) as cur:
+            for seq, r in enumerate(await cur.fetchall(), start=1):
+                draft = AuditDraft(at_ms=r[0], actor=r[1], role=r[2], action=r[3], collection=r[4],
+                                   rows=(r[5],) if r[5] else (), masked=tuple(filter(None, r[7].split(","))),
+                                   **{"shown" if r[3] == "read" else "fields": tuple(filter(None, r[6].split(",")))},
+                                   purpose=r[8], reference=r[9],
+                                   outcome=r[10], status=r[11], reason=r[12])
+                entries.append(chain_entry(node, seq, head, draft))
+                head = entries[-1].hash
+        await conn.executemany(audit_rows.INSERT, [audit_rows.audit_params(e) for e in entries])
+        await conn.executemany(audit_rows.ROWS_INSERT, [p for e in entries for p in audit_rows.subject_params(e)])
+    await conn.execute("DROP TABLE access_events")
 
 
 LAYOUT_VERSION = len(MIGRATIONS)

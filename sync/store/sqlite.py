@@ -25,7 +25,6 @@ transaction must never take in another's statements.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import heapq
 import json
@@ -35,11 +34,12 @@ import typing
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import aiosqlite
 import msgspec
 
+from sync.audit import AuditDraft
 from sync.changes import Change, RefusedChange, RowDrop
 from sync.edits import Edit, edit_state, spec_of
 from sync.hlc import Clock
@@ -57,6 +57,9 @@ from sync.store.errors import (
     StoreOwnerError,
     StoreVersionError,
 )
+from sync.store.audit_log import AuditLogStore
+from sync.store.locks import reads as _reads
+from sync.store.locks import writes as _writes
 from sync.store.migrations import LAYOUT_VERSION, add_missing_columns, migrate
 
 _LINK_COLUMNS = tuple(LinkState.__struct_fields__)
@@ -96,34 +99,6 @@ async def _connect(path: str) -> aiosqlite.Connection:
     return conn
 
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _writes(method: Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]) -> Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]:
-    """Run the method alone on the writer connection: its transaction never
-    interleaves with another coroutine's statements."""
-
-    @functools.wraps(method)
-    async def locked(self: SqliteStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        async with self._wlock:
-            return await method(self, *args, **kwargs)
-
-    return locked
-
-
-def _reads(method: Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]) -> Callable[Concatenate[SqliteStore, _P], Awaitable[_T]]:
-    """Run the method alone on the reader connection, so no read lands inside
-    another's snapshot."""
-
-    @functools.wraps(method)
-    async def locked(self: SqliteStore, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        async with self._rlock:
-            return await method(self, *args, **kwargs)
-
-    return locked
-
-
 class _Batch:
     """The rows one write transaction touches: their docs and what changed in them."""
 
@@ -144,7 +119,7 @@ class _Batch:
         return cols if owners is None else (*cols, *owners)
 
 
-class SqliteStore:
+class SqliteStore(AuditLogStore):
     """A node's replica in one SQLite file. Create with `create`, open with `open`."""
 
     def __init__(
@@ -170,6 +145,7 @@ class SqliteStore:
         #: secret values replaced or shredded since the store opened, here or by
         #: sync: until the WAL is checkpointed, its frames may still hold the old ones
         self.retired_secrets = 0
+        self._audit_init()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -258,15 +234,19 @@ class SqliteStore:
     # ------------------------------------------------------------ writing
 
     @_writes
-    async def write_local(self, edits: list[Edit]) -> list[Change]:
+    async def write_local(self, edits: list[Edit], *, audit: AuditDraft | None = None) -> list[Change]:
         """Apply edits made at this node under one new stamp; returns the changes stored.
 
-        Raises `InvalidEditError` (nothing is written) when any edit is invalid.
+        ``audit``: the audit entry recording the write, appended to this node's
+        chain in the same transaction (no write without its entry, and no entry
+        for a write that did not happen). Raises `InvalidEditError` (nothing is
+        written) when any edit is invalid.
         """
-        if not edits:
+        if not edits and audit is None:
             return []
         specs = [spec_of(e) for e in edits]
         changes: list[Change] = []
+        head = self._audit_head
         await self._w.execute("BEGIN IMMEDIATE")
         try:
             seq, hlc_high = await self._seq_and_hlc()
@@ -277,10 +257,14 @@ class SqliteStore:
             self._shred(batch)
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, stamp)
+            if audit is not None:
+                _, head = await self._chain_audit([audit])
             await self._w.execute("COMMIT")
         except BaseException:
+            self._audit_head = None
             await self._w.execute("ROLLBACK")
             raise
+        self._audit_head = head
         self.retired_secrets += batch.retired
         for (collection, row_id), cols in batch.dirty.items():
             doc = batch.docs[(collection, row_id)]
@@ -1192,93 +1176,6 @@ class SqliteStore:
             await self._w.execute("ROLLBACK")
             raise
         return int(cur.rowcount)
-
-    # ------------------------------------------------------------ access events (local, append-only, not replicated)
-    # One self-contained section: the table is `sync.store.ddl.ACCESS_TABLES`, the
-    # record `sync.store.AccessEvent`; server/access_events.py is the only caller.
-
-    @staticmethod
-    def _access_row(event: Any) -> tuple[Any, ...]:
-        return (event.at_ms, event.actor, event.role, event.action, event.collection, event.row_id,
-                ",".join(event.fields), ",".join(event.masked), event.purpose, event.reference, event.outcome,
-                event.status, event.reason)
-
-    _ACCESS_INSERT = (
-        "INSERT INTO access_events (at_ms, actor, role, action, collection, row_id, fields, masked, purpose, "
-        "reference, outcome, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
-    _ACCESS_SELECT = (
-        "SELECT event_id, at_ms, actor, role, action, collection, row_id, fields, masked, purpose, reference, "
-        "outcome, status, reason FROM access_events"
-    )
-
-    @_writes
-    async def add_access_event(self, event: Any) -> int:
-        """Append an access event (`sync.store.AccessEvent`); returns its id."""
-        cur = await self._w.execute(self._ACCESS_INSERT, self._access_row(event))
-        return int(cur.lastrowid)  # type: ignore[arg-type]
-
-    @_writes
-    async def add_access_event_within(self, event: Any, *, limit: int, since_ms: int) -> tuple[int | None, int, int | None]:
-        """Append ``event`` only if its actor has fewer than ``limit`` ``ok`` events of
-        its action since ``since_ms``, counted and appended in one transaction (two
-        requests at once cannot both take the last one). Returns (the new id or
-        None when over the limit, the count including it, the oldest counted
-        event's time or None)."""
-        await self._w.execute("BEGIN IMMEDIATE")
-        try:
-            async with self._w.execute(
-                "SELECT count(*), min(at_ms) FROM access_events "
-                "WHERE actor = ? AND action = ? AND outcome = 'ok' AND at_ms >= ?",
-                (event.actor, event.action, since_ms),
-            ) as cur:
-                count, oldest = await cur.fetchone()  # type: ignore[misc]
-            event_id = None
-            if count < limit:
-                cur = await self._w.execute(self._ACCESS_INSERT, self._access_row(event))
-                event_id = int(cur.lastrowid)  # type: ignore[arg-type]
-                count += 1
-                oldest = event.at_ms if oldest is None else oldest
-            await self._w.execute("COMMIT")
-        except BaseException:
-            await self._w.execute("ROLLBACK")
-            raise
-        return event_id, int(count), oldest
-
-    @_reads
-    async def access_events(
-        self, *, actor: str | None = None, row_id: str | None = None, action: str | None = None,
-        after_id: int = 0, limit: int = 1_000,
-    ) -> list[Any]:
-        """Access events in the order they were appended, after ``after_id``, of
-        ``actor``, ``row_id`` and ``action`` where given."""
-        from sync.store import AccessEvent
-
-        clauses, params = ["event_id > ?"], [after_id]
-        for column, value in (("actor", actor), ("row_id", row_id), ("action", action)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        async with self._r.execute(
-            f"{self._ACCESS_SELECT} WHERE {' AND '.join(clauses)} ORDER BY event_id LIMIT ?", (*params, limit)
-        ) as cur:
-            rows = await cur.fetchall()
-        return [
-            AccessEvent(event_id=r[0], at_ms=r[1], actor=r[2], role=r[3], action=r[4], collection=r[5], row_id=r[6],
-                        fields=tuple(filter(None, r[7].split(","))), masked=tuple(filter(None, r[8].split(","))),
-                        purpose=r[9], reference=r[10], outcome=r[11], status=r[12], reason=r[13])
-            for r in rows
-        ]
-
-    @_reads
-    async def count_access_events(self, *, actor: str, action: str, since_ms: int, outcome: str = "ok") -> int:
-        """How many ``outcome`` events of ``action`` ``actor`` has since ``since_ms``."""
-        async with self._r.execute(
-            "SELECT count(*) FROM access_events WHERE actor = ? AND action = ? AND outcome = ? AND at_ms >= ?",
-            (actor, action, outcome, since_ms),
-        ) as cur:
-            (count,) = await cur.fetchone()  # type: ignore[misc]
-        return int(count)
 
 
 #: marks a state whose plain value must be decoded from its bytes

@@ -40,7 +40,7 @@ from server.users import UserCreate, create_user
 from sync.ids import new_ulid
 from sync.replicator import LocalTransport, Replicator
 from sync.responder import Responder
-from sync.store import AccessEvent
+from sync.audit import AuditEntry
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 from sync.hlc import Clock
 from tests.conftest import POLICY_FILE
@@ -198,13 +198,20 @@ class AccessDeployment:
         self.customers[key] = customer
         return customer
 
-    def events(self, node: str, **filters: Any) -> list[AccessEvent]:
-        return self.on(node, self.node(node).store.access_events(**filters))  # type: ignore[no-any-return]
+    def events(self, node: str, *, after_id: int = 0, row_id: str | None = None, actor: str | None = None,
+               action: str | None = None) -> list[AuditEntry]:
+        """The node's own audit entries after entry ``after_id``, naming ``row_id``,
+        of ``actor`` and ``action`` where given."""
+        store = self.node(node).store
+        entries: list[AuditEntry] = self.on(node, store.audit_chain(store.node_id, after_seq=after_id,
+                                                                     limit=1_000_000))
+        return [e for e in entries if (row_id is None or row_id in e.rows) and actor in (None, e.actor)
+                and action in (None, e.action)]
 
     def last_event_id(self, node: str) -> int:
-        """The id of the node's latest access event (0: none yet)."""
-        events = self.events(node, limit=1_000_000)
-        return events[-1].event_id if events else 0
+        """The seq of the node's latest audit entry (0: none yet)."""
+        events = self.events(node)
+        return events[-1].seq if events else 0
 
     def high_seq(self, node: str) -> int:
         return self.on(node, self.node(node).store.high_seq())  # type: ignore[no-any-return]

@@ -304,7 +304,8 @@ def test_lookup_needs_the_role_and_returns_only_what_get_would(deployment: Acces
     inside = customer in caller.inside
     assert result["matches"] == ([expected_view(caller.role, customer.full)] if inside else [])
     lookups = [e for e in d.events(caller.node, after_id=last) if e.action == "lookup"]
-    assert len(lookups) == 1 and lookups[0].fields == (field,) and lookups[0].row_id is None
+    assert len(lookups) == 1 and lookups[0].fields == (field,)
+    assert lookups[0].rows == ((customer.row_id,) if inside else ())
 
 
 # ---------------------------------------------------------------- reveal

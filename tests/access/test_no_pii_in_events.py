@@ -14,7 +14,7 @@ from server.pii_scan import needle_forms, scan
 from tests.access.conftest import ADMIN, AccessDeployment
 
 
-def test_no_pii_value_or_mask_in_the_access_events(deployment: AccessDeployment) -> None:
+def test_no_pii_value_or_mask_in_the_audit_log(deployment: AccessDeployment) -> None:
     d = deployment
     customers = [d.customers[k] for k in ("a_team", "a_other", "b", "b_partner")]
     # calls of every kind that carry or return personal information, allowed and refused
@@ -42,17 +42,17 @@ def test_no_pii_value_or_mask_in_the_access_events(deployment: AccessDeployment)
     needles = [n.decode() for n in needle_forms(values)] + sorted(masks)
     assert len(values) > 40 and masks
     for node in d.clients:
-        events = d.events(node, limit=1_000_000)
+        events = d.events(node)
         assert events, node
         text = msgspec.json.encode(events).decode()
         found = [n for n in needles if n in text]
         assert found == [], f"{node}'s access events hold personal information"
         db = sqlite3.connect(f"file:{d.configs[node].db_path}?mode=ro", uri=True)
         try:
-            rows = db.execute("SELECT * FROM access_events").fetchall()
+            rows = db.execute("SELECT * FROM audit_entries").fetchall()
         finally:
             db.close()
-        assert len(rows) == len(events)
+        assert len(rows) >= len(events)  # HQ holds the chains it collected too
         assert [n for n in needles if n in repr(rows)] == []
 
 

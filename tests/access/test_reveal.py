@@ -13,7 +13,7 @@ import pytest
 
 from server.access import OPERATOR_ACTOR, Actor, MaskedField, TooManyRevealsError
 from server.masking import MASKS
-from server.access_events import DAY_MS, AccessLog
+from server.audit_log import DAY_MS, AuditLog
 from server.policy import Principal
 from sync.hlc import Clock
 from sync.store.sqlite import SqliteStore, wall_clock_ms
@@ -91,7 +91,7 @@ def test_the_limit_counts_the_last_24_hours_from_the_table(tmp_path: Path) -> No
         store = await SqliteStore.create(tmp_path / "n.db", node_id="branch-a", role="branch",
                                          clock=Clock(wall_clock_ms, 60_000))
         try:
-            log = AccessLog(store, reveals_per_day=3, now_ms=lambda: now[0])
+            log = AuditLog(store, reveals_per_day=3, now_ms=lambda: now[0])
             for _ in range(3):
                 await log.reserve_reveal(user, "R1", "phone", "outbound_call", None)
                 now[0] += 1_000
@@ -103,7 +103,7 @@ def test_the_limit_counts_the_last_24_hours_from_the_table(tmp_path: Path) -> No
             now[0] = 11 * DAY_MS  # the first reveal is a day old
             await log.reserve_reveal(user, "R1", "phone", "outbound_call", None)
             assert await log.reveals_today(user) == 3
-            zero = AccessLog(store, reveals_per_day=0, now_ms=lambda: now[0])
+            zero = AuditLog(store, reveals_per_day=0, now_ms=lambda: now[0])
             with pytest.raises(TooManyRevealsError):
                 await zero.reserve_reveal(user, "R1", "phone", "outbound_call", None)
         finally:

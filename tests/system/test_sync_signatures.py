@@ -74,7 +74,7 @@ def test_a_push_signed_by_another_node_is_refused(nodes: dict[str, NodeProcess],
     assert customer_at_hq(nodes["hq"], aio) == 404, "nothing stored"
     conn = sqlite3.connect(f"file:{nodes['hq'].data_dir / 'hq.db'}?mode=ro", uri=True, timeout=10)
     try:
-        events = conn.execute("SELECT actor, action, status, reason FROM access_events WHERE collection = 'sync'")
+        events = conn.execute("SELECT actor, action, status, reason FROM audit_entries WHERE collection = 'sync'")
         assert ("branch-a", "sync_push", 403, "bad_signature") in events.fetchall(), "each refusal is recorded"
     finally:
         conn.close()
