@@ -16,6 +16,7 @@ from server.config import SiteConfig
 from server.deps import DEPENDENCIES
 from server.errors import internal_error, problem_details_plugin
 from server.node import Node
+from server.routes.audit import AuditController
 from server.routes.auth import AuthController, DeviceController
 from server.routes.customers import CustomerController
 from server.routes.health import HealthController
@@ -39,6 +40,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
         node = await Node.open(config, passphrase)
         app.state.node = node
         node.start_key_steward()
+        node.start_audit_checkpoints()
         if replicate:
             node.start_replication()
         try:
@@ -55,7 +57,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
     return Litestar(
         # the customers API takes users and the operator (server/access.py)
         route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
-                        CustomerController, operator],
+                        CustomerController, AuditController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

@@ -272,13 +272,18 @@ def enroll(site: str, data_dir: str | None, port: int | None, upstream_url: str 
 @main.command()
 @_site_options
 @click.argument("customer")
-@click.option("--reason", required=True, help="Why (the person's request, its reference).")
+@click.option("--requested-by", required=True,
+              type=click.Choice(["data_subject", "guardian", "authority", "controller"]), help="Who asked.")
+@click.option("--basis", required=True, help="The ground (PIPL Art. 47), e.g. subject_request, consent_withdrawn.")
+@click.option("--reference", help="The ticket or task id the request came in.")
 @_friendly
 def erase(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, customer: str,
-          reason: str) -> None:
-    """Erase CUSTOMER's personal data everywhere (PIPL Art. 47), through the running HQ node."""
+          requested_by: str, basis: str, reference: str | None) -> None:
+    """Erase CUSTOMER's personal data everywhere (PIPL Art. 47), through the running HQ node;
+    who asked and on what ground go into the audit log."""
     config = _config(site, data_dir, port, upstream_url)
-    report = _call(_local_url(config), f"/customers/{customer}/erase", {"reason": reason})
+    body = {"requested_by": requested_by, "basis": basis, **({"reference": reference} if reference else {})}
+    report = _call(_local_url(config), f"/customers/{customer}/erase", body)
     rotated = ", ".join(f"{r['group']}/{r['field_class']} v{r['new_version']}" for r in report["rotations"])
     click.echo(f"erased {customer}: {report['data_keys_shredded']} data keys shredded, "
                f"{report['results_shredded']} results shredded; scope keys rotated: {rotated or 'none'}")
@@ -450,6 +455,106 @@ def policy_reload(site: str, data_dir: str | None, port: int | None, upstream_ur
     result = _call(_local_url(config), "/policy/reload")
     click.echo(f"{config.node_id}: policy {result['path']} in force; roles here: "
                f"{', '.join(result['roles_here']) or 'none'}")
+
+
+@main.group()
+def audit() -> None:
+    """The audit log: verify chains, ask who accessed a customer, what a user did."""
+
+
+@audit.command("verify")
+@_site_options
+@click.option("--node", "chain", help="Check only this node's chain (default: every chain held).")
+@_friendly
+def audit_verify(site: str, data_dir: str | None, port: int | None, upstream_url: str | None,
+                 chain: str | None) -> None:
+    """Check the audit chains in SITE's database file: every hash, link and signed
+    checkpoint. Exits 1 naming the first bad entry when any chain is broken.
+    Reads the file only (the node may be running); the node's own key comes from
+    its keystore."""
+    from crypto.keystore import open_keystore
+    from server.audit_verify import verify_chain
+    from server.routes.audit import first_break_line
+    from sync.hlc import Clock
+    from sync.store.sqlite import SqliteStore, wall_clock_ms
+
+    config = _config(site, data_dir, port, upstream_url)
+    identity = open_keystore(config.keystore_path, _passphrase()).identity
+    own = (identity.key_version, identity.public().sign_pub)
+
+    async def go() -> list[Any]:
+        store = await SqliteStore.open(config.db_path, node_id=config.node_id,
+                                       clock=Clock(wall_clock_ms, config.sync.max_drift_ms))
+        try:
+            nodes = [chain] if chain else sorted(set(await store.audit_nodes()) | {config.node_id})
+            return [await verify_chain(store, n, own_key=own if n == config.node_id else None) for n in nodes]
+        finally:
+            await store.close()
+
+    reports = asyncio.run(go())
+    for r in reports:
+        state = "ok" if not r.breaks else f"{len(r.breaks)} breaks"
+        click.echo(f"{r.node}: entries {r.first_seq}..{r.last_seq} ({r.entries}), checkpoints {r.checkpoints} "
+                   f"({r.signatures_verified} signatures verified, {r.signatures_unverifiable} unverifiable): {state}")
+        for b in r.breaks[:20]:
+            click.echo(f"  entry {b.seq}: {b.kind} ({b.detail})")
+    line = first_break_line(reports)
+    if line is not None:
+        click.echo(f"outpost: audit chain broken: first bad entry {line}", err=True)
+        sys.exit(1)
+
+
+def _print_entries(page: dict[str, Any]) -> None:
+    for e in page["entries"]:
+        what = ", ".join(filter(None, [
+            "fields " + "/".join(e["fields"]) if e["fields"] else "",
+            "shown " + "/".join(e["shown"]) if e["shown"] else "",
+            "masked " + "/".join(e["masked"]) if e["masked"] else "",
+            f"purpose {e['purpose']}" if e["purpose"] else "",
+            f"ref {e['reference']}" if e["reference"] else "",
+        ]))
+        click.echo(f"{e['at_ms']} {e['node']}#{e['seq']} {e['actor']} ({e['role'] or '-'}) {e['action']} "
+                   f"{','.join(e['rows'])} {what} -> {e['outcome']} {e['status']} {e['reason'] or ''}".rstrip())
+
+
+@audit.command("customer")
+@_site_options
+@click.argument("customer")
+@_friendly
+def audit_customer(site: str, data_dir: str | None, port: int | None, upstream_url: str | None,
+                   customer: str) -> None:
+    """Who accessed CUSTOMER's data, and why (through the running node)."""
+    config = _config(site, data_dir, port, upstream_url)
+    _print_entries(_call(_local_url(config), f"/audit/customers/{customer}", method="GET",
+                         params={"limit": "1000"}))
+
+
+@audit.command("actor")
+@_site_options
+@click.argument("actor")
+@click.option("--since-ms", type=int, help="From this time (Unix ms).")
+@click.option("--until-ms", type=int, help="Up to this time (Unix ms).")
+@_friendly
+def audit_actor(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, actor: str,
+                since_ms: int | None, until_ms: int | None) -> None:
+    """What ACTOR (a user id) did in a period (through the running node)."""
+    config = _config(site, data_dir, port, upstream_url)
+    params = {"limit": "1000", **({"since_ms": str(since_ms)} if since_ms is not None else {}),
+              **({"until_ms": str(until_ms)} if until_ms is not None else {})}
+    _print_entries(_call(_local_url(config), f"/audit/actors/{actor}", method="GET", params=params))
+
+
+@audit.command("alerts")
+@_site_options
+@_friendly
+def audit_alerts(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> None:
+    """Breaks found in the chains the running node holds; exits 1 when there are any."""
+    config = _config(site, data_dir, port, upstream_url)
+    alerts = _call(_local_url(config), "/audit/alerts", method="GET")
+    for a in alerts:
+        click.echo(f"{a['at_ms']} {a['node']}: entry {a['seq']} {a['kind']} ({a['detail']})")
+    if alerts:
+        sys.exit(1)
 
 
 @main.command()

@@ -72,6 +72,20 @@ class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reveals_per_day: Annotated[int, Meta(ge=0, le=10_000)] = 50
 
 
+class AuditConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The audit log (server/audit_log.py, server/audit_shipping.py).
+
+    ``checkpoint_interval_s``: how often the node signs its chain head while it
+    has new entries (it also signs at every shipment and at shutdown);
+    ``self_check_interval_s``: how often the node re-reads its whole chain
+    before shipping, to report a break in entries already shipped (0: at every
+    shipment); ``ship_limit``: entries per shipment."""
+
+    checkpoint_interval_s: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
+    self_check_interval_s: Annotated[float, Meta(ge=0, le=7 * 86_400)] = 600.0
+    ship_limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
+
+
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A node enrolled below this one (HQ's registry).
 
@@ -104,6 +118,7 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sync: SyncConfig = msgspec.field(default_factory=SyncConfig)
     nodes: list[NodeEntry] = []
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     #: a partner's contracted campaign ids (its own copy of its registry entry's)
     campaigns: list[RowId] = []
     #: the access policy (sites/policy.toml's format), relative to this file

@@ -239,7 +239,7 @@ async def _privacy(hq: NodeProcess, a: NodeProcess, b: NodeProcess, x: NodeProce
     found = await a.call("POST", "/customers/lookup", json={"field": "phone", "value": at_a["phone"]})
     console.print(f"branch-a finds a caller by phone through the blind index: {len(found['matches'])} match")
     erased = ids[4]  # at home in branch-b
-    report = await hq.call("POST", f"/customers/{erased}/erase", json={"reason": "demo: the person asked"})
+    report = await hq.call("POST", f"/customers/{erased}/erase", json={"requested_by": "data_subject", "basis": "subject_request"})
     for n in (a, b, x):
         await n.sync_now()
     cards = [await n.call("GET", f"/customers/{erased}") for n in (hq, b)]

@@ -11,7 +11,8 @@ import logging
 import os
 
 from crypto.keystore import Keystore, create_keystore, open_keystore
-from server.audit_log import AuditLog
+from server.audit_log import SYSTEM, AuditLog
+from server.audit_shipping import AuditShipper
 from server.config import ConfigError, SiteConfig
 from server.key_authority import KeyAuthority
 from server.peer_scopes import contracted_campaigns, scope_for
@@ -24,7 +25,8 @@ from server.sync_auth import signer
 from server.transport import HttpTransport
 from sync.hlc import Clock
 from sync.replicator import Replicator, SyncReport
-from sync.responder import Limits, Responder
+from sync.errors import SyncError
+from sync.responder import Limits, Responder, ServedSession
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class Node:
             ),
             scope_for=lambda peer: scope_for(config, self.policy, peer, offboarding=peer in self.offboarding,
                                              campaigns=self.campaigns.get(peer, frozenset())),
+            on_session=self._audit_served,
         )
         self.transport: HttpTransport | None = None
         self.replicator: Replicator | None = None
@@ -126,9 +129,14 @@ class Node:
                 backoff_max_s=config.sync.backoff_max_s,
                 on_purge=purge_hook(lambda: keystore.identity, wall_clock_ms),
             )
+        #: signs this node's chain head and sends the chains it holds upstream
+        self.audit_shipper = AuditShipper(store, lambda: keystore.identity, config.audit, wall_clock_ms,
+                                          send=None if self.transport is None else self.transport.send)
+        self._last_round_failed = False
         self._stop = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._steward_task: asyncio.Task[None] | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, config: SiteConfig, passphrase: str) -> Node:
@@ -177,16 +185,40 @@ class Node:
         if self._steward_task is None:
             self._steward_task = asyncio.create_task(self.steward.run(self._stop))
 
+    def start_audit_checkpoints(self) -> None:
+        """Sign the audit chain's head every ``audit.checkpoint_interval_s`` while it moves."""
+        if self._checkpoint_task is None:
+            self._checkpoint_task = asyncio.create_task(self._checkpoints())
+
+    async def _checkpoints(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.config.audit.checkpoint_interval_s)
+            except TimeoutError:
+                pass
+            try:
+                await self.audit_shipper.checkpoint()
+            except Exception:  # noqa: BLE001 - the next interval tries again
+                log.exception("audit.checkpoint failed")
+
     async def sync_now(self) -> SyncReport:
-        """One sync round, then the key work it calls for, before returning."""
+        """One sync round, then the key work it calls for, and the audit
+        shipment, before returning."""
         if self.replicator is None:
             report = SyncReport()
         else:
-            report = await self.replicator.sync_once()
+            try:
+                report = await self.replicator.sync_once()
+            except SyncError as exc:
+                await self._audit_round(exc)
+                raise
+            await self._audit_round(report)
+            await self.audit_shipper.ship()
         await self.steward.run_once()
         return report
 
-    async def _log_round(self, outcome: object) -> None:
+    async def _log_round(self, outcome: SyncReport | SyncError) -> None:
+        await self._audit_round(outcome)
         if isinstance(outcome, SyncReport) and outcome.pulled:
             self.steward.trigger()
         if isinstance(outcome, SyncReport) and (outcome.pushed or outcome.pulled):
@@ -194,12 +226,37 @@ class Node:
                 "sync.round done",
                 extra={"pushed": outcome.pushed, "pulled": outcome.pulled, "conflicts": outcome.conflicts},
             )
+        if isinstance(outcome, SyncReport):
+            try:
+                await self.audit_shipper.ship()
+            except SyncError as exc:  # the next round sends it
+                log.info("audit.ship waiting", extra={"code": exc.code})
+
+    async def _audit_round(self, outcome: SyncReport | SyncError) -> None:
+        """A sync round made: recorded when it moved changes, and when the link
+        fails after working (not every retry of a link that stays down)."""
+        upstream = self.config.upstream.node_id if self.config.upstream is not None else None
+        if isinstance(outcome, SyncError):
+            if not self._last_round_failed:
+                await self.audit.record(SYSTEM, "sync_round", collection="sync", peer=upstream, status=503,
+                                        reason=outcome.code)
+            self._last_round_failed = True
+            return
+        self._last_round_failed = False
+        if outcome.pushed or outcome.pulled:
+            await self.audit.record(SYSTEM, "sync_round", collection="sync", peer=upstream,
+                                    counts={"pushed": outcome.pushed, "pulled": outcome.pulled,
+                                            "conflicts": outcome.conflicts})
+
+    async def _audit_served(self, session: ServedSession) -> None:
+        await self.audit.record(session.peer, f"sync_{session.route}", role="node", collection="sync",
+                                peer=session.peer, rows=session.refused_rows, counts=session.counts)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop syncing (a round in flight gets ``grace_s`` to finish; an apply cut
         short rolls back whole) and close the store."""
         self._stop.set()
-        for task in (self._loop_task, self._steward_task):
+        for task in (self._loop_task, self._steward_task, self._checkpoint_task):
             if task is not None:
                 try:
                     await asyncio.wait_for(task, grace_s)
@@ -207,4 +264,8 @@ class Node:
                     pass  # wait_for cancelled it
         if self.transport is not None:
             await self.transport.aclose()
+        try:
+            await self.audit_shipper.checkpoint()  # the chain's last head, signed
+        except Exception:  # noqa: BLE001 - closing goes on; the chain itself is whole
+            log.exception("audit.checkpoint failed")
         await self.store.close()

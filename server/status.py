@@ -33,6 +33,16 @@ class ClockStatus(msgspec.Struct, kw_only=True):
     max_drift_ms: int
 
 
+class AuditStatus(msgspec.Struct, kw_only=True):
+    """This node's chain, and the breaks found in the chains it holds."""
+
+    seq: int
+    chains_held: int
+    alerts: int
+    #: the newest alerts, at most five: ``<node>: entry <seq> <kind>``
+    latest_alerts: list[str]
+
+
 class NodeStatus(msgspec.Struct, kw_only=True):
     node_id: str
     role: str
@@ -42,6 +52,7 @@ class NodeStatus(msgspec.Struct, kw_only=True):
     clock: ClockStatus
     links: list[LinkStatus]
     replicator_failures: int | None = None
+    audit: AuditStatus | None = None
 
 
 async def node_status(store: SqliteStore, replicator: Replicator | None = None) -> NodeStatus:
@@ -78,4 +89,13 @@ async def node_status(store: SqliteStore, replicator: Replicator | None = None) 
                           max_drift_ms=clock.max_drift_ms),
         links=links,
         replicator_failures=None if replicator is None else replicator.failures,
+        audit=await _audit_status(store),
+    )
+
+
+async def _audit_status(store: SqliteStore) -> AuditStatus:
+    alerts = await store.audit_alerts(limit=1_000_000)
+    return AuditStatus(
+        seq=(await store.audit_head())[0], chains_held=len(await store.audit_nodes()), alerts=len(alerts),
+        latest_alerts=[f"{a['node']}: entry {a['seq']} {a['kind']}" for a in alerts[:5]],
     )

@@ -42,3 +42,9 @@ def render_status(st: NodeStatus, console: Console | None = None) -> None:
             str(link.changes_out),
         )
     console.print(table)
+    if st.audit is not None:
+        style = "bold red" if st.audit.alerts else "green"
+        console.print(f"audit: own chain at entry {st.audit.seq}, {st.audit.chains_held} chains held, "
+                      f"[{style}]{st.audit.alerts} alerts[/]")
+        for line in st.audit.latest_alerts:
+            console.print(f"  [red]{line}[/]")

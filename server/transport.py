@@ -31,6 +31,10 @@ class HttpTransport:
         self._owns_client = client is None
 
     async def __call__(self, route: Route, body: bytes) -> bytes:
+        return await self.send(route, body)
+
+    async def send(self, route: str, body: bytes) -> bytes:
+        """POST a signed body to ``/sync/{route}`` (``pull``, ``push``, ``audit``)."""
         headers = self.sign(route, body) if self.sign is not None else None
         return await self.post(f"/sync/{route}", body, SYNC_MEDIA_TYPE, headers=headers)
 

@@ -177,7 +177,13 @@ class ChainWalker:
         self.head = genesis(node) if head is None else head
 
     def step(self, entry: AuditEntry) -> ChainBreak | None:
-        """Check the next entry; on success it becomes the head."""
+        """Check the next entry; it becomes the head either way, so a walk can go
+        on past a break and name each one once."""
+        broken = self._check(entry)
+        self.seq, self.head = entry.seq, entry.hash
+        return broken
+
+    def _check(self, entry: AuditEntry) -> ChainBreak | None:
         if entry.node != self.node:
             return ChainBreak(node=self.node, seq=entry.seq, kind="foreign", detail=f"entry of {entry.node}")
         if entry.seq != self.seq + 1:
@@ -189,7 +195,6 @@ class ChainWalker:
         if entry.prev != self.head:
             return ChainBreak(node=self.node, seq=entry.seq, kind="broken_link",
                               detail=f"prev is not the hash of entry {self.seq}")
-        self.seq, self.head = entry.seq, entry.hash
         return None
 
 
@@ -202,3 +207,23 @@ def first_break(node: str, entries: Iterable[AuditEntry], *, seq: int = 0, head:
         if broken is not None:
             return broken
     return None
+
+
+class AuditBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """What a node sends its upstream after a sync round: the entries and
+    checkpoints it holds that it has not sent yet (its own and those collected
+    from below), and the result of its last check of its own chain."""
+
+    node: str
+    entries: list[AuditEntry] = []
+    checkpoints: list[AuditCheckpoint] = []
+    #: the first break the node found in its own chain, or None
+    self_check: ChainBreak | None = None
+
+
+class AuditAck(msgspec.Struct, frozen=True, kw_only=True):
+    """The upstream kept the batch; ``alerts``: breaks it raised on it."""
+
+    entries: int
+    checkpoints: int
+    alerts: int

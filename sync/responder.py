@@ -39,6 +39,20 @@ class Limits:
         self.max_page_changes = max_page_changes
 
 
+#: a push's refused rows named in its session record, at most
+_REFUSED_ROWS_NAMED = 100
+
+
+class ServedSession(NamedTuple):
+    """A pull run served or a push taken, for the audit log: counts and the rows
+    whose changes were refused, never values."""
+
+    route: str
+    peer: str
+    counts: dict[str, int]
+    refused_rows: list[str] = []
+
+
 class Responder:
     """Serves the nodes below this one (branches below HQ, phones below a branch)."""
 
@@ -49,8 +63,11 @@ class Responder:
         *,
         compress: bool = True,
         scope_for: Callable[[str], PeerScope | None] = lambda peer: None,
+        on_session: Callable[[ServedSession], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        #: told of each pull run completed with changes, and of each push (the audit log)
+        self.on_session = on_session
         self.limits = limits or Limits()
         self.compress = compress
         #: the scope of a downstream node (None: it receives everything)
@@ -119,6 +136,8 @@ class Responder:
             self._sent[request.node] = sent
         else:
             await store.record_served(request.node, cursor=page.cursor, sent=sent)
+            if self.on_session is not None and sent:
+                await self.on_session(ServedSession("pull", request.node, {"changes": sent}))
         log.info(
             "sync.pull served",
             extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes),
@@ -224,6 +243,12 @@ class Responder:
                 "conflicts": report.conflicts,
             },
         )
+        if self.on_session is not None and batch.changes:
+            refused_rows = sorted({batch.changes[r.index].row_id for r in report.refused})
+            await self.on_session(ServedSession(
+                "push", batch.node, {"changes": len(batch.changes), "applied": report.applied,
+                                     "superseded": report.superseded, "refused": len(report.refused),
+                                     "conflicts": report.conflicts}, refused_rows[:_REFUSED_ROWS_NAMED]))
         if report.refused and batch.node in self._pages:
             # a row the peer owes a drop for is no longer held, whatever a page not yet confirmed said
             owed = {(batch.changes[r.index].collection, batch.changes[r.index].row_id) for r in report.refused}

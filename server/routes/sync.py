@@ -6,13 +6,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 
-from server import sync_auth
+from server import audit_shipping, sync_auth
 from server.deps import NodeDep
 from server.node import Node
 from server.transport import SYNC_MEDIA_TYPE
+from sync.errors import OversizedBatchError
 from sync.replicator import SyncReport
 from sync.store.sqlite import wall_clock_ms
 
@@ -69,6 +71,21 @@ class SyncController(Controller):
         frame = await node.responder.handle("push", body, _authenticate(node, request, "push", body))
         node.steward.trigger()  # keys for new customers, shredding after deletions
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
+
+
+    @post("/audit", operation_id="SyncAudit", name="sync:audit", media_type=SYNC_MEDIA_TYPE, status_code=200,
+          operation_class=FrameOperation)
+    async def audit(self, request: Request, node: NodeDep) -> Response[bytes]:
+        """A downstream node sends the audit entries and checkpoints it has not
+        sent yet (msgpack `AuditBatch`): kept append-only, the new part of each
+        chain checked, a break raised as an alert. Signed by the node."""
+        body = await request.body()
+        if len(body) > node.config.sync.max_body_bytes:
+            raise OversizedBatchError("audit batch", len(body), node.config.sync.max_body_bytes)
+        batch = audit_shipping.decode_batch(body)
+        await _authenticate(node, request, "audit", body)(batch.node)
+        ack = await audit_shipping.receive(node.store, batch, now_ms=wall_clock_ms())
+        return Response(msgspec.msgpack.encode(ack), media_type=SYNC_MEDIA_TYPE)
 
 
 class SyncNowController(Controller):

@@ -1,7 +1,8 @@
 """The audit log's SQL: a mixin of `sync.store.sqlite.SqliteStore`.
 
 This node's own chain is appended to here, each entry numbered and chained
-under the write lock (`sync.audit.chain_entry`): inside the transaction of the
+(`sync.audit.chain_entry`) under the write lock after the head read in the same
+transaction (another process may share the file): inside the transaction of the
 write it records (``write_local(..., audit=draft)``), or alone. Lone appends
 (the reads of the API) are group-committed: entries that arrive while a commit
 is in flight wait for the next one and share its fsync, and each caller returns
@@ -14,14 +15,13 @@ Chains collected from the nodes below are stored beside it as they came
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import aiosqlite
 
 from sync.audit import AuditCheckpoint, AuditDraft, AuditEntry, chain_entry, genesis
 from sync.store import audit_rows
 from sync.store.locks import reads, writes
-
-if TYPE_CHECKING:
-    import aiosqlite
 
 
 class AuditLogStore:
@@ -34,30 +34,26 @@ class AuditLogStore:
     _rlock: asyncio.Lock
 
     def _audit_init(self) -> None:
-        #: (seq, hash) of this node's last entry, read on first use; None after a rollback
-        self._audit_head: tuple[int, bytes] | None = None
         self._audit_queue: list[tuple[AuditDraft, asyncio.Future[AuditEntry]]] = []
         self._audit_flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ appending (writer, under the lock)
 
-    async def _head(self) -> tuple[int, bytes]:
-        if self._audit_head is None:
-            async with self._w.execute(
-                "SELECT seq, hash FROM audit_entries WHERE node = ? ORDER BY seq DESC LIMIT 1", (self.node_id,)
-            ) as cur:
+    async def _head(self, conn: aiosqlite.Connection) -> tuple[int, bytes]:
+        """(seq, hash) of this node's last entry; read inside each transaction, as
+        another process on the same file (``outpost sync``) may have appended."""
+        async with conn.execute(
+            "SELECT seq, hash FROM audit_entries WHERE node = ? ORDER BY seq DESC LIMIT 1", (self.node_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            async with conn.execute("SELECT seq, hash FROM audit_anchors WHERE node = ?", (self.node_id,)) as cur:
                 row = await cur.fetchone()
-            if row is None:
-                async with self._w.execute("SELECT seq, hash FROM audit_anchors WHERE node = ?", (self.node_id,)) as cur:
-                    row = await cur.fetchone()
-            self._audit_head = (0, genesis(self.node_id)) if row is None else (int(row[0]), bytes(row[1]))
-        return self._audit_head
+        return (0, genesis(self.node_id)) if row is None else (int(row[0]), bytes(row[1]))
 
-    async def _chain_audit(self, drafts: list[AuditDraft]) -> tuple[list[AuditEntry], tuple[int, bytes]]:
-        """Number, chain and insert ``drafts`` inside the caller's transaction;
-        returns the entries and the new head, which the caller makes
-        ``_audit_head`` once it has committed (and forgets on rollback)."""
-        seq, prev = await self._head()
+    async def _chain_audit(self, drafts: list[AuditDraft]) -> list[AuditEntry]:
+        """Number, chain and insert ``drafts`` inside the caller's transaction."""
+        seq, prev = await self._head(self._w)
         entries = []
         for draft in drafts:
             seq += 1
@@ -68,7 +64,7 @@ class AuditLogStore:
         subjects = [p for e in entries for p in audit_rows.subject_params(e)]
         if subjects:
             await self._w.executemany(audit_rows.ROWS_INSERT, subjects)
-        return entries, (seq, prev)
+        return entries
 
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
         """Append one entry to this node's chain; returns once it is committed."""
@@ -85,10 +81,9 @@ class AuditLogStore:
                 try:
                     await self._w.execute("BEGIN IMMEDIATE")
                     try:
-                        entries, head = await self._chain_audit([draft for draft, _ in queued])
+                        entries = await self._chain_audit([draft for draft, _ in queued])
                         await self._w.execute("COMMIT")
                     except BaseException:
-                        self._audit_head = None
                         await self._w.execute("ROLLBACK")
                         raise
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
@@ -96,7 +91,6 @@ class AuditLogStore:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                self._audit_head = head
             for (_, future), entry in zip(queued, entries):
                 if not future.done():
                     future.set_result(entry)
@@ -117,17 +111,15 @@ class AuditLogStore:
                 (draft.actor, draft.action, since_ms, self.node_id),
             ) as cur:
                 count, oldest = await cur.fetchone()  # type: ignore[misc]
-            entry, head = None, self._audit_head
+            entry = None
             if count < limit:
-                [entry], head = await self._chain_audit([draft])
+                [entry] = await self._chain_audit([draft])
                 count += 1
                 oldest = draft.at_ms if oldest is None else oldest
             await self._w.execute("COMMIT")
         except BaseException:
-            self._audit_head = None
             await self._w.execute("ROLLBACK")
             raise
-        self._audit_head = head
         return entry, int(count), oldest
 
     # ------------------------------------------------------------ collecting from below, forwarding up
@@ -170,12 +162,31 @@ class AuditLogStore:
             return [(int(r[0]), audit_rows.entry_of(r)) for r in await cur.fetchall()]
 
     @reads
-    async def audit_checkpoints_after(self, at_ms: int, *, limit: int = 1_000) -> list[AuditCheckpoint]:
-        """Checkpoints of any chain made after ``at_ms``, oldest first."""
+    async def audit_checkpoints_after(self, rowid: int, *, limit: int = 1_000) -> list[tuple[int, AuditCheckpoint]]:
+        """Checkpoints of any chain stored after ``rowid`` (arrival order), with their rowids."""
         async with self._r.execute(
-            f"{audit_rows.CHECKPOINT_SELECT} WHERE at_ms > ? ORDER BY at_ms, node, seq LIMIT ?", (at_ms, limit)
+            f"{audit_rows.CHECKPOINT_SELECT} WHERE rowid > ? ORDER BY rowid LIMIT ?", (rowid, limit)
         ) as cur:
-            return [audit_rows.checkpoint_of(r) for r in await cur.fetchall()]
+            return [(int(r[-1]), audit_rows.checkpoint_of(r)) for r in await cur.fetchall()]
+
+    @reads
+    async def audit_cursor(self, name: str) -> int:
+        """A forwarding cursor kept in ``meta`` (0 before the first use)."""
+        async with self._r.execute("SELECT value FROM meta WHERE key = ?", (f"audit_{name}",)) as cur:
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    @writes
+    async def set_audit_cursor(self, name: str, value: int) -> None:
+        await self._w.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            (f"audit_{name}", value),
+        )
+
+    @reads
+    async def audit_head(self) -> tuple[int, bytes]:
+        """(seq, hash) of this node's last entry; (0, genesis) before the first."""
+        return await self._head(self._r)
 
     @writes
     async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:

@@ -23,7 +23,7 @@ CHECKPOINT_INSERT = (
     f"INSERT OR IGNORE INTO audit_checkpoints ({', '.join(CHECKPOINT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(CHECKPOINT_COLUMNS))})"
 )
-CHECKPOINT_SELECT = f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM audit_checkpoints"
+CHECKPOINT_SELECT = f"SELECT {', '.join(CHECKPOINT_COLUMNS)}, rowid FROM audit_checkpoints"
 
 
 def _names(text: str) -> tuple[str, ...]:

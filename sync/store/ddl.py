@@ -277,8 +277,8 @@ AUDIT_TABLES: tuple[str, ...] = (
     at_ms        INTEGER NOT NULL,
     key_version  INTEGER NOT NULL,
     signature    BLOB NOT NULL,
-    PRIMARY KEY (node, seq)
-) WITHOUT ROWID, STRICT""",
+    UNIQUE (node, seq)
+) STRICT""",
     """CREATE TABLE IF NOT EXISTS audit_verified (
     node  TEXT PRIMARY KEY,
     seq   INTEGER NOT NULL,

@@ -246,7 +246,6 @@ class SqliteStore(AuditLogStore):
             return []
         specs = [spec_of(e) for e in edits]
         changes: list[Change] = []
-        head = self._audit_head
         await self._w.execute("BEGIN IMMEDIATE")
         try:
             seq, hlc_high = await self._seq_and_hlc()
@@ -258,13 +257,11 @@ class SqliteStore(AuditLogStore):
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, stamp)
             if audit is not None:
-                _, head = await self._chain_audit([audit])
+                await self._chain_audit([audit])
             await self._w.execute("COMMIT")
         except BaseException:
-            self._audit_head = None
             await self._w.execute("ROLLBACK")
             raise
-        self._audit_head = head
         self.retired_secrets += batch.retired
         for (collection, row_id), cols in batch.dirty.items():
             doc = batch.docs[(collection, row_id)]

@@ -49,7 +49,7 @@ def test_a_token_of_another_node_is_refused_on_customers_and_recorded(deployment
 
 
 @pytest.mark.parametrize(("path", "body", "action"), [
-    ("/customers/{id}/erase", {"reason": "data subject request 42"}, "erase"),
+    ("/customers/{id}/erase", {"requested_by": "data_subject", "basis": "subject_request"}, "erase"),
     ("/customers/{id}/rotate-keys", None, "rotate_keys"),
 ])
 def test_erasure_and_key_rotation_are_the_operators(deployment: AccessDeployment, path: str, body: Any,

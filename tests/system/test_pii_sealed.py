@@ -163,7 +163,7 @@ def test_erasure_leaves_nothing_to_open_even_in_an_older_copy(tmp_path: Path, ai
             before = _copy_db(branch, "branch-a", tmp_path / "before")
             branch.client = type(branch.client)(base_url=branch.url, headers={"authorization": "Bearer tok"}, timeout=60)
             await branch.start()
-            report = await hq.call("POST", f"/customers/{erased}/erase", json={"reason": "test"})
+            report = await hq.call("POST", f"/customers/{erased}/erase", json={"requested_by": "data_subject", "basis": "subject_request"})
             assert report["data_keys_shredded"] >= 3 and report["rotations"]
             for _ in range(2):
                 await branch.sync_now()

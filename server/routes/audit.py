@@ -1,0 +1,177 @@
+"""The auditor's questions (PIPL Art. 51, 54): who accessed this person's data
+and why; what did this user do in a period; are the chains whole; which breaks
+were found. For the ``auditor`` role and the operator.
+
+At HQ the answers cover every node's chain (collected by sync); at another node,
+its own chain and those of the nodes below it. Asking is itself recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromQuery, Parameter
+from msgspec import Meta
+
+from server.access import NotPermittedError
+from server.audit_verify import ChainReport, verify_chain
+from server.auth import actor_of, require_actor
+from server.deps import ActorDep, NodeDep
+from sync.audit import AuditEntry
+from sync.ids import ROW_ID_PATTERN
+from sync.store.sqlite import SqliteStore
+
+AUDIT_SECURITY = [{"AccessToken": []}, {"OperatorToken": []}]
+#: who may ask: the data-protection officer's role (and the operator)
+AUDITOR_ROLES = frozenset({"auditor"})
+
+RowIdParam = Annotated[str, Parameter(pattern=ROW_ID_PATTERN, description="customer id (ULID or UUID)")]
+ActorParam = Annotated[str, Parameter(pattern=r"^[0-9A-Za-z_-]{1,64}$",
+                                      description="a user id, `operator`, `system`, `anonymous` or a node id")]
+TimeParam = FromQuery[Annotated[int, Meta(ge=0, le=(1 << 48) - 1)] | None]
+LimitParam = FromQuery[Annotated[int, Meta(ge=1, le=1_000)]]
+#: where the next page starts: ``<at_ms>.<n>`` from the last page's ``next``
+CursorParam = FromQuery[Annotated[str, Meta(pattern=r"^[0-9]{1,15}\.[0-9]{1,18}$")] | None]
+
+
+class EntryView(msgspec.Struct, kw_only=True):
+    """One audit entry: ids, names and codes only."""
+
+    node: str
+    seq: int
+    at_ms: int
+    actor: str
+    role: str | None
+    action: str
+    collection: str
+    rows: list[str]
+    fields: list[str]
+    shown: list[str]
+    masked: list[str]
+    purpose: str | None
+    reference: str | None
+    peer: str | None
+    counts: dict[str, int]
+    outcome: str
+    status: int
+    reason: str | None
+    hash: str
+
+
+class EntryPage(msgspec.Struct, kw_only=True):
+    entries: list[EntryView]
+    #: pass as ``after`` for the next page; null when this is the last
+    next: str | None = None
+
+
+class AlertView(msgspec.Struct, kw_only=True):
+    alert_id: int
+    node: str
+    seq: int
+    kind: str
+    detail: str
+    at_ms: int
+
+
+class VerifyView(msgspec.Struct, kw_only=True):
+    ok: bool
+    chains: list[ChainReport]
+    #: the first break of any chain, as `outpost audit verify` names it
+    first_break: str | None = None
+
+
+def _view(e: AuditEntry) -> EntryView:
+    return EntryView(node=e.node, seq=e.seq, at_ms=e.at_ms, actor=e.actor, role=e.role, action=e.action,
+                     collection=e.collection, rows=list(e.rows), fields=list(e.fields), shown=list(e.shown),
+                     masked=list(e.masked), purpose=e.purpose, reference=e.reference, peer=e.peer,
+                     counts=dict(e.counts), outcome=e.outcome, status=e.status, reason=e.reason, hash=e.hash.hex())
+
+
+def _page(found: list[tuple[int, AuditEntry]], limit: int) -> EntryPage:
+    nxt = f"{found[-1][1].at_ms}.{found[-1][0]}" if len(found) == limit else None
+    return EntryPage(entries=[_view(e) for _, e in found], next=nxt)
+
+
+def _after(cursor: str | None) -> tuple[int, int]:
+    if cursor is None:
+        return (0, 0)
+    at, rowid = cursor.split(".")
+    return int(at), int(rowid)
+
+
+async def require_auditor(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """Guard: the operator, or a signed-in user whose role audits."""
+    actor = await actor_of(connection)
+    if not actor.is_operator and actor.role not in AUDITOR_ROLES:
+        raise NotPermittedError(handler.opt.get("access") or "audit_query", actor.role,
+                                why="only the auditor reads the audit log")
+
+
+def first_break_line(reports: list[ChainReport]) -> str | None:
+    """``<node>: entry <seq> <kind> (<detail>)`` of the earliest break, or None."""
+    for report in reports:
+        if report.breaks:
+            b = report.breaks[0]
+            return f"{b.node}: entry {b.seq} {b.kind} ({b.detail})"
+    return None
+
+
+async def verify_held(store: SqliteStore, node: str | None) -> list[ChainReport]:
+    """Check one chain held here, or all of them."""
+    nodes = [node] if node is not None else sorted(set(await store.audit_nodes()) | {store.node_id})
+    return [await verify_chain(store, n) for n in nodes]
+
+
+class AuditController(Controller):
+    path = "/audit"
+    tags = ["audit"]
+    guards = [require_actor, require_auditor]
+
+    @get("/customers/{row_id:str}", operation_id="AuditCustomer", name="audit:customer", security=AUDIT_SECURITY,
+         opt={"access": "audit_query"})
+    async def customer(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep, since_ms: TimeParam = None,  # type: ignore[valid-type]
+                       until_ms: TimeParam = None, after: CursorParam = None, limit: LimitParam = 200) -> EntryPage:
+        """Who accessed this customer's data, when, which fields, and why: every
+        entry naming the customer, from every chain held here, oldest first."""
+        found = await node.store.audit_entries(row_id=row_id, since_ms=since_ms, until_ms=until_ms,
+                                               after=_after(after), limit=limit)
+        await node.audit.record(actor, "audit_query", row_id=row_id, collection="audit", counts={"entries": len(found)})
+        return _page(found, limit)
+
+    @get("/actors/{actor_id:str}", operation_id="AuditActor", name="audit:actor", security=AUDIT_SECURITY,
+         opt={"access": "audit_query"})
+    async def actor(self, actor_id: ActorParam, node: NodeDep, actor: ActorDep, since_ms: TimeParam = None,  # type: ignore[valid-type]
+                    until_ms: TimeParam = None, after: CursorParam = None, limit: LimitParam = 200) -> EntryPage:
+        """What this user (or the operator, or a node) did in [``since_ms``,
+        ``until_ms``), at every node whose chain is held here, oldest first."""
+        found = await node.store.audit_entries(actor=actor_id, since_ms=since_ms, until_ms=until_ms,
+                                               after=_after(after), limit=limit)
+        await node.audit.record(actor, "audit_query", collection="audit", reference=actor_id,
+                                counts={"entries": len(found)})
+        return _page(found, limit)
+
+    @get("/verify", operation_id="AuditVerify", name="audit:verify", security=AUDIT_SECURITY,
+         opt={"access": "audit_verify"})
+    async def verify(self, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
+                     chain: FromQuery[Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")] | None] = None,
+                     ) -> VerifyView:
+        """Check one node's chain (``chain``) or every chain held here, whole:
+        hashes, links, and signed checkpoints against the registry's keys."""
+        reports = await verify_held(node.store, chain)
+        line = first_break_line(reports)
+        await node.audit.record(actor, "audit_verify", collection="audit", peer=chain,
+                                counts={"chains": len(reports), "breaks": sum(len(r.breaks) for r in reports)})
+        return VerifyView(ok=line is None, chains=reports, first_break=line)
+
+    @get("/alerts", operation_id="AuditAlerts", name="audit:alerts", security=AUDIT_SECURITY,
+         opt={"access": "audit_query"})
+    async def alerts(self, node: NodeDep, actor: ActorDep) -> list[AlertView]:  # type: ignore[valid-type]
+        """Breaks found in the chains collected here (a gap, an edited, removed or
+        reordered entry, a bad signature, a node's own report), newest first."""
+        found = await node.store.audit_alerts()
+        await node.audit.record(actor, "audit_query", collection="audit", counts={"alerts": len(found)})
+        return [AlertView(**a) for a in found]
