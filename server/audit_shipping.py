@@ -31,6 +31,9 @@ _decode_batch = msgspec.msgpack.Decoder(AuditBatch).decode
 _decode_ack = msgspec.msgpack.Decoder(AuditAck).decode
 _encode = msgspec.msgpack.encode
 
+#: breaks of its own chain a node reports in one shipment, at most
+_BREAKS_REPORTED = 100
+
 #: sends one signed request to the upstream's ``/sync/{route}``; returns its body
 Send = Callable[[str, bytes], Awaitable[bytes]]
 
@@ -47,8 +50,8 @@ class AuditShipper:
         self.send = send
         self._signed_seq: int | None = None
         self._checked_ms: int | None = None
-        #: the last self-check's first break (None: whole)
-        self.last_break: ChainBreak | None = None
+        #: the last self-check's breaks (empty: whole)
+        self.last_breaks: list[ChainBreak] = []
 
     async def checkpoint(self) -> AuditCheckpoint | None:
         """Sign the chain head if it moved since the last checkpoint."""
@@ -63,7 +66,7 @@ class AuditShipper:
         self._signed_seq = seq
         return cp
 
-    async def self_check(self, *, force: bool = False) -> ChainBreak | None:
+    async def self_check(self, *, force: bool = False) -> list[ChainBreak]:
         """Re-read this node's whole chain (at most every ``self_check_interval_s``
         unless ``force``); a break is also raised as an alert here."""
         now = self.now_ms()
@@ -73,10 +76,9 @@ class AuditShipper:
             found = await verify_chain(self.store, self.store.node_id,
                                        own_key=(identity.key_version, identity.public().sign_pub))
             self._checked_ms = now
-            self.last_break = found.breaks[0] if found.breaks else None
-            if found.breaks:
-                await raise_alerts(self.store, found.breaks, now, on_new=_log_break)
-        return self.last_break
+            self.last_breaks = found.breaks[:_BREAKS_REPORTED]
+            await raise_alerts(self.store, found.breaks, now, on_new=_log_break)
+        return self.last_breaks
 
     async def ship(self) -> int:
         """Send everything not yet sent, in batches of ``ship_limit`` entries;
@@ -91,7 +93,7 @@ class AuditShipper:
             cp_cursor = await self.store.audit_cursor("checkpoints_shipped")
             entries = await self.store.audit_after(entry_cursor, limit=self.config.ship_limit)
             checkpoints = await self.store.audit_checkpoints_after(cp_cursor, limit=self.config.ship_limit)
-            if not entries and not checkpoints and broken is None:
+            if not entries and not checkpoints and not broken:
                 return sent
             batch = AuditBatch(node=self.store.node_id, entries=[e for _, e in entries],
                                checkpoints=[c for _, c in checkpoints], self_check=broken)
@@ -101,7 +103,7 @@ class AuditShipper:
             if checkpoints:
                 await self.store.set_audit_cursor("checkpoints_shipped", checkpoints[-1][0])
             sent += ack.entries
-            broken = None  # reported once per shipment
+            broken = []  # reported once per shipment
             if len(entries) < self.config.ship_limit and len(checkpoints) < self.config.ship_limit:
                 return sent
 
@@ -130,9 +132,8 @@ async def receive(store: SqliteStore, batch: AuditBatch, *, now_ms: int) -> Audi
     breaks = [ChainBreak(node=new.node, seq=new.seq, kind="diverged",
                          detail="sent again with other content than the copy collected before")
               for new, _ in differing]
-    if batch.self_check is not None:
-        b = batch.self_check
-        breaks.append(ChainBreak(node=sender, seq=b.seq, kind="self_check", detail=f"{b.kind}: {b.detail}"[:300]))
+    breaks += [ChainBreak(node=sender, seq=b.seq, kind="self_check", detail=f"{b.kind}: {b.detail}"[:300])
+               for b in batch.self_check[:_BREAKS_REPORTED]]
     for node in sorted({e.node for e in batch.entries} | {c.node for c in batch.checkpoints}):
         breaks += await verify_new(store, node, new_checkpoints=[c for c in batch.checkpoints if c.node == node])
     new = await raise_alerts(store, breaks, now_ms, on_new=_log_break)

@@ -35,8 +35,11 @@ class NodeProcess:
     """One `outpost serve` subprocess and an HTTP client for its API."""
 
     def __init__(self, site: str, workdir: Path, *, token: str, upstream_url: str | None = None,
-                 sync_interval_s: float = 1.0, extra_args: tuple[str, ...] = (), passphrase: str | None = None) -> None:
+                 sync_interval_s: float = 1.0, extra_args: tuple[str, ...] = (), passphrase: str | None = None,
+                 config: Path | None = None) -> None:
         self.site = site
+        #: the site config to run (default: the repository's ``sites/<site>.toml``)
+        self.config = config
         self.extra_args = extra_args
         self.port = free_port()
         self.data_dir = workdir / site
@@ -54,6 +57,10 @@ class NodeProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def _site_arg(self) -> str:
+        return self.site if self.config is None else str(self.config)
 
     def _args(self) -> list[str]:
         args = ["--data-dir", str(self.data_dir), "--port", str(self.port)]
@@ -74,7 +81,7 @@ class NodeProcess:
         return await asyncio.to_thread(self._run, "enroll")
 
     def _run(self, command: str, *extra: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "server", command, self.site, *self._args(), *extra],
+        done = subprocess.run([sys.executable, "-m", "server", command, self._site_arg, *self._args(), *extra],
                               capture_output=True, cwd=ROOT, env=self.env, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"outpost {command} {self.site} failed: {done.stderr.strip()}")
@@ -84,7 +91,7 @@ class NodeProcess:
         env = self.env
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", self.site, *self._args(),
+            [sys.executable, "-m", "server", "serve", self._site_arg, *self._args(),
              "--sync-interval", str(self.sync_interval_s), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )

@@ -217,8 +217,8 @@ class AuditBatch(msgspec.Struct, frozen=True, kw_only=True):
     node: str
     entries: list[AuditEntry] = []
     checkpoints: list[AuditCheckpoint] = []
-    #: the first break the node found in its own chain, or None
-    self_check: ChainBreak | None = None
+    #: the breaks the node's last check found in its own chain (first first, at most 100)
+    self_check: list[ChainBreak] = []
 
 
 class AuditAck(msgspec.Struct, frozen=True, kw_only=True):

@@ -57,6 +57,7 @@ MOBILE = "branch-1.m1"
 MOBILE_USER = "am-1"
 #: the repository's access policy, which the test sites use
 POLICY_FILE = Path(__file__).resolve().parent.parent / "sites" / "policy.toml"
+SITES_DIR = POLICY_FILE.parent
 
 
 class LoopThread:
@@ -168,13 +169,22 @@ def _toml(value: Any) -> str:
 @contextlib.contextmanager
 def enrolled_nodes(aio: LoopThread, workdir: Path, sites: tuple[str, ...],
                    prepare: Callable[[NodeProcess, dict[str, NodeProcess]], Awaitable[None]] | None = None,
-                   ) -> Iterator[tuple[NodeProcess, dict[str, NodeProcess]]]:
+                   *, extra_config: str = "") -> Iterator[tuple[NodeProcess, dict[str, NodeProcess]]]:
     """HQ and the repository's ``sites`` below it (`outpost serve`, syncing only on
     demand), initialised, started and enrolled with HQ; ``prepare`` runs once they
-    are. Every process is stopped (killed if need be) on the way out."""
+    are. ``extra_config``: TOML tables appended to every site config (copied
+    into ``workdir`` with the policy). Every process is stopped (killed if need
+    be) on the way out."""
     token = secrets.token_urlsafe(24)
-    hq = NodeProcess("hq", workdir, token=token)
-    below = {site: NodeProcess(site, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",))
+    configs: dict[str, Path | None] = dict.fromkeys(("hq", *sites))
+    if extra_config:
+        shutil.copyfile(POLICY_FILE, workdir / "policy.toml")
+        for site in configs:
+            configs[site] = workdir / f"{site}.toml"
+            configs[site].write_text((SITES_DIR / f"{site}.toml").read_text() + "\n" + extra_config)  # type: ignore[union-attr]
+    hq = NodeProcess("hq", workdir, token=token, config=configs["hq"])
+    below = {site: NodeProcess(site, workdir, token=token, upstream_url=hq.url, extra_args=("--no-replicate",),
+                               config=configs[site])
              for site in sites}
 
     async def start() -> None:
