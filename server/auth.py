@@ -161,6 +161,7 @@ async def record_refusal(exc: Exception, scope: Scope) -> None:
         await scope["litestar_app"].state.node.audit.refused(
             ANONYMOUS if actor is None else actor.id, None if actor is None else actor.role, action,
             status=status, reason=getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__,
+            collection=handler.opt.get("collection", "customers"),
             row_id=row_id if isinstance(row_id, str) and _ROW_ID.match(row_id) else None,
             fields=note.get("fields") or getattr(exc, "fields", ()),
             purpose=note.get("purpose"), reference=note.get("reference"),

@@ -69,13 +69,17 @@ class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
 
-    @post("/sign-in", operation_id="SignIn", name="auth:sign-in", status_code=200)
+    @post("/sign-in", operation_id="SignIn", name="auth:sign-in", status_code=200,
+          opt={"access": "sign_in", "collection": "auth"})
     async def sign_in(self, data: JSONBody[SignInRequest], node: NodeDep, request: Request) -> TokenPair:  # type: ignore[valid-type,type-arg]
         """Sign in with a username and password: a short-lived access token and a
         refresh token. Works at HQ and at the nodes of the user's site, also while
         HQ is unreachable. Failed attempts are limited per username and per
-        address (429 with ``Retry-After``)."""
-        return await node.auth.sign_in(data.username, data.password, address=client_address(request))
+        address (429 with ``Retry-After``). Each sign-in and each failure is in
+        the audit log (the user's id; never the name typed)."""
+        pair = await node.auth.sign_in(data.username, data.password, address=client_address(request))
+        await node.audit.record(pair.principal.user_id, "sign_in", role=pair.principal.role, collection="auth")
+        return pair
 
     @post("/refresh", operation_id="RefreshTokens", name="auth:refresh", status_code=200)
     async def refresh(self, data: JSONBody[RefreshRequest], node: NodeDep) -> TokenPair:  # type: ignore[valid-type]
@@ -111,7 +115,11 @@ class DeviceController(Controller):
             raise ForbiddenError("A phone's session cannot enrol devices; sign in with a password to enrol one")
         return await node.auth.enroll_device(principal, data.label)
 
-    @post("/sign-in", operation_id="DeviceSignIn", name="devices:sign-in", status_code=200)
+    @post("/sign-in", operation_id="DeviceSignIn", name="devices:sign-in", status_code=200,
+          opt={"access": "sign_in", "collection": "auth"})
     async def sign_in(self, data: JSONBody[DeviceSignInRequest], node: NodeDep, request: Request) -> TokenPair:  # type: ignore[valid-type,type-arg]
         """An enrolled phone signs in with its credential, as the user who enrolled it."""
-        return await node.auth.device_sign_in(data.device_id, data.device_secret, address=client_address(request))
+        pair = await node.auth.device_sign_in(data.device_id, data.device_secret, address=client_address(request))
+        await node.audit.record(pair.principal.user_id, "sign_in", role=pair.principal.role, collection="auth",
+                                reference=data.device_id)
+        return pair

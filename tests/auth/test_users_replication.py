@@ -104,7 +104,7 @@ def test_layout_4_adds_the_sign_in_tables_and_user_columns_to_an_older_store(tmp
     asyncio.run(reopen())
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,) == (6,)
+        assert db.execute("PRAGMA user_version").fetchone() == (LAYOUT_VERSION,) == (7,)
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
         columns = {r[1] for r in db.execute("PRAGMA table_info(users)")}
     finally:
