@@ -19,6 +19,7 @@ from msgspec import Meta
 
 from server.access import NotPermittedError
 from server.audit_verify import ChainReport, verify_chain
+from server.audit_views import AlertView, EntryPage, entry_view
 from server.auth import actor_of, require_actor
 from server.deps import ActorDep, NodeDep
 from sync.audit import AuditEntry
@@ -38,45 +39,6 @@ LimitParam = FromQuery[Annotated[int, Meta(ge=1, le=1_000)]]
 CursorParam = FromQuery[Annotated[str, Meta(pattern=r"^[0-9]{1,15}\.[0-9]{1,18}$")] | None]
 
 
-class EntryView(msgspec.Struct, kw_only=True):
-    """One audit entry: ids, names and codes only."""
-
-    node: str
-    seq: int
-    at_ms: int
-    actor: str
-    role: str | None
-    action: str
-    collection: str
-    rows: list[str]
-    fields: list[str]
-    shown: list[str]
-    masked: list[str]
-    purpose: str | None
-    reference: str | None
-    peer: str | None
-    counts: dict[str, int]
-    outcome: str
-    status: int
-    reason: str | None
-    hash: str
-
-
-class EntryPage(msgspec.Struct, kw_only=True):
-    entries: list[EntryView]
-    #: pass as ``after`` for the next page; null when this is the last
-    next: str | None = None
-
-
-class AlertView(msgspec.Struct, kw_only=True):
-    alert_id: int
-    node: str
-    seq: int
-    kind: str
-    detail: str
-    at_ms: int
-
-
 class VerifyView(msgspec.Struct, kw_only=True):
     ok: bool
     chains: list[ChainReport]
@@ -84,16 +46,9 @@ class VerifyView(msgspec.Struct, kw_only=True):
     first_break: str | None = None
 
 
-def _view(e: AuditEntry) -> EntryView:
-    return EntryView(node=e.node, seq=e.seq, at_ms=e.at_ms, actor=e.actor, role=e.role, action=e.action,
-                     collection=e.collection, rows=list(e.rows), fields=list(e.fields), shown=list(e.shown),
-                     masked=list(e.masked), purpose=e.purpose, reference=e.reference, peer=e.peer,
-                     counts=dict(e.counts), outcome=e.outcome, status=e.status, reason=e.reason, hash=e.hash.hex())
-
-
 def _page(found: list[tuple[int, AuditEntry]], limit: int) -> EntryPage:
     nxt = f"{found[-1][1].at_ms}.{found[-1][0]}" if len(found) == limit else None
-    return EntryPage(entries=[_view(e) for _, e in found], next=nxt)
+    return EntryPage(entries=[entry_view(e) for _, e in found], next=nxt)
 
 
 def _after(cursor: str | None) -> tuple[int, int]:

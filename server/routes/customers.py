@@ -59,7 +59,9 @@ from server.deps import ActorDep, NodeDep
 from server.errors import NotFoundError, WrongNodeError
 from crypto.plaintext import Plaintext
 from server.key_authority import ErasureReport, rotate_customer_keys
+from server import subject_export
 from server.node import Node
+from server.subject_export import CustomerExport
 from server.keyring import OpenedRow
 from server.views import CustomerView, CustomerWrite, apply_write, blank_row, edits_from, fields_written, pii_from
 from sync.edits import Edit
@@ -109,18 +111,25 @@ class EraseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     was asked in: kept in the audit entry of the erasure. No free text, so no
     personal information reaches the audit log."""
 
-    requested_by: ErasureRequester
+    requested_by: Requester
     basis: ErasureBasis
     reference: RowId | None = None
 
 
 #: who asked: the person, their guardian, an authority, or the operation itself
-ErasureRequester = Literal["data_subject", "guardian", "authority", "controller"]
+Requester = Literal["data_subject", "guardian", "authority", "controller"]
 #: PIPL Art. 47's grounds for deletion
 ErasureBasis = Literal[
     "subject_request", "consent_withdrawn", "purpose_fulfilled", "retention_expired", "unlawful_processing",
     "service_ended",
 ]
+
+
+class ExportRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Who asked for the copy, and the ticket it was asked in (PIPL Art. 45)."""
+
+    requested_by: Requester
+    reference: RowId | None = None
 
 
 class RotationDone(msgspec.Struct, kw_only=True):
@@ -255,6 +264,27 @@ class CustomerController(Controller):
             raise WrongNodeError("erase", node.config.node_id, node.hq)
         return await node.authority.erase_customer(row_id, audit=node.audit.draft(
             actor, "erase", row_id=row_id, purpose=data.basis, reason=data.requested_by, reference=data.reference))
+
+    @post("/{row_id:str}/export", operation_id="ExportCustomer", name="customers:export", status_code=200,
+          guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "export"})
+    async def export(self, row_id: RowIdParam, data: JSONBody[ExportRequest], node: NodeDep,  # type: ignore[valid-type]
+                     actor: ActorDep) -> CustomerExport:
+        """Everything held about one customer, as JSON, for the person's right to
+        know and to a copy (PIPL Art. 44-45), at HQ with the operator's token: the
+        fields in full, tasks, results, consent records, and every audit entry
+        naming them (who accessed their data, which fields, why) from every node's
+        chain. The export itself is recorded."""
+        if node.authority is None:
+            raise WrongNodeError("export", node.config.node_id, node.hq)
+        row = await _row_in_scope(node, actor, row_id)
+        if row["deleted"]:
+            raise NotFoundError(CUSTOMERS, row_id)
+        exported, seen = await subject_export.export(node, actor, row, node.audit.now_ms())
+        await node.audit.record(actor, "export", row_id=row_id, shown=seen.shown, masked=seen.masked,
+                                purpose="subject_request", reason=data.requested_by, reference=data.reference,
+                                counts={"tasks": len(exported.tasks), "results": len(exported.results),
+                                        "consents": len(exported.consents), "accesses": len(exported.accesses)})
+        return exported
 
     @post("/{row_id:str}/rotate-keys", operation_id="RotateCustomerKeys", name="customers:rotate-keys",
           status_code=200, guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "rotate_keys"})
