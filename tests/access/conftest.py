@@ -201,12 +201,13 @@ class AccessDeployment:
     def events(self, node: str, *, after_id: int = 0, row_id: str | None = None, actor: str | None = None,
                action: str | None = None) -> list[AuditEntry]:
         """The node's own audit entries after entry ``after_id``, naming ``row_id``,
-        of ``actor`` and ``action`` where given."""
+        of ``actor`` and ``action`` where given; sign-ins (each `sign_in` here
+        makes one) only when ``action`` asks for them."""
         store = self.node(node).store
         entries: list[AuditEntry] = self.on(node, store.audit_chain(store.node_id, after_seq=after_id,
                                                                      limit=1_000_000))
         return [e for e in entries if (row_id is None or row_id in e.rows) and actor in (None, e.actor)
-                and action in (None, e.action)]
+                and (action == e.action or (action is None and e.action != "sign_in"))]
 
     def last_event_id(self, node: str) -> int:
         """The seq of the node's latest audit entry (0: none yet)."""
