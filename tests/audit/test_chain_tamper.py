@@ -184,3 +184,27 @@ def test_the_store_refuses_updates_and_deletes_through_its_triggers(chain: tuple
         assert db.execute("SELECT count(*) FROM audit_entries").fetchone() == (ENTRIES,)
     finally:
         db.close()
+
+
+def test_retention_removes_old_entries_up_to_a_checkpoint_and_the_rest_still_verifies(
+        chain: tuple[Path, NodeIdentity]) -> None:
+    from server.audit_log import AuditLog
+    from server.audit_retention import prune_audit
+
+    path, identity = chain
+
+    async def go() -> dict[str, int]:
+        store = await SqliteStore.open(path, clock=Clock(wall_clock_ms, 60_000))
+        try:
+            # entries are at 1_001..1_030 ms; keep those from 1_025 on: checkpoint 20 is the last all-old one
+            return await prune_audit(store, AuditLog(store, reveals_per_day=1), keep_ms=100_000 - 1_025,
+                                     now_ms=100_000)
+        finally:
+            await store.close()
+
+    assert asyncio.run(go()) == {NODE: 20}
+    assert check(path, identity) == []
+    kept = read_entries(path)
+    assert kept[0].seq == 21 and kept[-1].action == "retention_purge" and kept[-1].counts == {NODE: 20}
+    tamper(path, "DELETE FROM audit_entries WHERE seq = 21")  # below the anchor is gone; this is a gap
+    assert check(path, identity) == [(21, "gap")]
