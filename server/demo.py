@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -147,6 +148,8 @@ async def run_demo(*, customers: int = 40, workdir: str | None = None) -> int:
             return 1
         if await _scope(hq, a, b, x, ids, reports) != 0:
             return 1
+        if await _audit(hq, a, b, x, ids) != 0:
+            return 1
         return await _privacy(hq, a, b, x, ids, base)
     finally:
         for n in reversed(nodes):
@@ -222,6 +225,47 @@ async def _scope(hq: NodeProcess, a: NodeProcess, b: NodeProcess, x: NodeProcess
 def _public(card: dict[str, object]) -> dict[str, object]:
     """A card without its PII (which each node opens only where it holds the keys)."""
     return {k: v for k, v in card.items() if k not in CUSTOMER_PII and k != "unavailable"}
+
+
+async def _audit(hq: NodeProcess, a: NodeProcess, b: NodeProcess, x: NodeProcess, ids: list[str]) -> int:
+    """The audit trail: every node's chain at HQ, who accessed a customer, an
+    export, and an entry edited in branch-a's database caught at HQ."""
+    console.rule("audit trail")
+    subject = ids[1]  # at home in branch-a
+    await a.call("GET", f"/customers/{subject}", params={"purpose": "inbound_call"})
+    for n in (a, b, x):
+        await n.sync_now()
+    report = await hq.call("GET", "/audit/verify")
+    chains = ", ".join(f"{c['node']} {c['entries']}" for c in report["chains"])
+    console.print(f"HQ holds every node's audit chain and verifies it whole ({report['ok']}): entries {chains}")
+    accessed = (await hq.call("GET", f"/audit/customers/{subject}"))["entries"]
+    console.print(f"who accessed customer {subject[-6:]}: "
+                  + "; ".join(f"{e['node']} {e['actor']} {e['action']} {'/'.join(e['shown']) or '-'}"
+                              f"{' for ' + e['purpose'] if e['purpose'] else ''}" for e in accessed[-4:]))
+    exported = await hq.call("POST", f"/customers/{subject}/export", json={"requested_by": "data_subject"})
+    console.print(f"export for the person: {len(exported['accesses'])} accesses, {len(exported['tasks'])} tasks, "
+                  f"their fields in full")
+    if not report["ok"] or not accessed:
+        console.print("[bold red]the audit chains are not whole at HQ")
+        return 1
+    for _ in range(2):
+        await a.call("GET", f"/customers/{subject}")
+    db = sqlite3.connect(a.data_dir / "branch-a.db", timeout=10)
+    try:  # what someone with the file might do: hide that they read the card
+        db.execute("DROP TRIGGER audit_entries_no_update")
+        (seq,) = db.execute("SELECT max(seq) - 1 FROM audit_entries WHERE node = 'branch-a'").fetchone()
+        db.execute("UPDATE audit_entries SET action = 'lookup' WHERE node = 'branch-a' AND seq = ?", (seq,))
+        db.commit()
+    finally:
+        db.close()
+    await a.sync_now()
+    alerts = await hq.call("GET", "/audit/alerts")
+    console.print(f"an entry edited in branch-a's database: HQ raised {len(alerts)} alert(s) after the next sync: "
+                  + "; ".join(f"{al['node']} entry {al['seq']} {al['kind']}" for al in alerts))
+    if not any(al["node"] == "branch-a" and al["seq"] == seq for al in alerts):
+        console.print("[bold red]HQ did not notice the edited audit entry")
+        return 1
+    return 0
 
 
 async def _privacy(hq: NodeProcess, a: NodeProcess, b: NodeProcess, x: NodeProcess, ids: list[str], base: Path) -> int:
