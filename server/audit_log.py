@@ -43,9 +43,11 @@ DAY_MS = 86_400_000
 Action = Literal[
     "read", "lookup", "reveal", "export", "create", "write", "erase", "rotate_keys", "reload_policy",
     "sign_in", "consent", "audit_query", "audit_verify", "sync_pull", "sync_push", "sync_round", "retention_purge",
-    "key_operation",
+    "key_operation", "user_admin", "offboard",
 ]
+#: the node's own scheduled work, and the deployment's operator token
 SYSTEM = "system"
+OPERATOR = "operator"
 
 
 def _now_ms() -> int:

@@ -16,6 +16,7 @@ from msgspec import Meta
 
 from crypto.errors import SignatureError
 from crypto.identity import NodeIdentity, NodePublicKeys, verify_signature
+from server.audit_log import OPERATOR
 from server.deps import NodeDep
 from server.errors import BadSignatureError, WrongNodeError
 from server.key_authority import NotInRegistryError, RotationReport
@@ -130,6 +131,8 @@ async def _enroll(node: NodeDep, data: EnrollRequest, *, require_previous: bool)
     except SignatureError:
         raise BadSignatureError(data.node_id) from None
     issued = await node.authority.enroll(public)
+    await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=data.node_id,
+                            reason="rotate_node" if require_previous else "enroll", counts={"issued": len(issued)})
     return EnrollResult(node_id=data.node_id, key_version=data.key_version, issued=issued)
 
 
@@ -145,7 +148,10 @@ class KeyAdminController(Controller):
         and destroy the old one (nodes destroy theirs when the new epoch reaches them)."""
         if node.authority is None:
             raise WrongNodeError("rotate-scope", node.config.node_id, node.hq)
-        return await node.authority.rotate_scope_key(data.group, data.field_class)
+        report = await node.authority.rotate_scope_key(data.group, data.field_class)
+        await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=data.group,
+                                fields=(data.field_class,), reason="rotate_scope")
+        return report
 
     @post("/rotate-node", operation_id="RotateOwnKeys", name="keys:rotate-node", status_code=200)
     async def rotate_node(self, node: NodeDep) -> NodeKeysRotated:
@@ -161,4 +167,6 @@ class KeyAdminController(Controller):
         keystore.add_identity(fresh)
         keystore.drop_identities_below(current.key_version)
         keystore.save()
+        await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=node.config.node_id,
+                                reason="rotate_own", counts={"key_version": fresh.key_version})
         return NodeKeysRotated(node_id=node.config.node_id, key_version=fresh.key_version)

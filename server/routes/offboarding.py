@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from server import offboarding
+from server.audit_log import OPERATOR
 from server.deps import NodeDep
 from server.errors import WrongNodeError
 from server.node import Node
@@ -33,6 +34,7 @@ class OffboardingController(Controller):
         _at_hq(node)
         report = await offboarding.begin(node.store, node.config, partner)
         node.offboarding.add(partner)
+        await node.audit.record(OPERATOR, "offboard", collection="nodes", peer=partner, reason="begin")
         return report
 
     @get("/offboard", operation_id="GetOffboarding", name="partners:offboarding")
@@ -46,4 +48,6 @@ class OffboardingController(Controller):
         """Forget the partner node's keys and refuse it from now on (409 until its
         purge is confirmed)."""
         _at_hq(node)
-        return await offboarding.retire(node.store, node.config, partner)
+        report = await offboarding.retire(node.store, node.config, partner)
+        await node.audit.record(OPERATOR, "offboard", collection="nodes", peer=partner, reason="retire")
+        return report

@@ -10,6 +10,7 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.params import JSONBody, Parameter
 
+from server.audit_log import OPERATOR
 from server.deps import NodeDep
 from server.errors import WrongNodeError
 from server.node import Node
@@ -34,7 +35,9 @@ class UserAdminController(Controller):
         """Define a user, at HQ. The password is hashed (Argon2id) before anything
         is stored; the user replicates to the nodes of its site."""
         _at_hq(node, "users create")
-        return to_view(UserView, await create_user(node.store, node.auth.passwords, data))
+        view = to_view(UserView, await create_user(node.store, node.auth.passwords, data))
+        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=view.row_id, reason="create")
+        return view
 
     @get("/", operation_id="ListUsers", name="users:list")
     async def list_all(self, node: NodeDep, username: Annotated[str | None, Parameter(
@@ -52,13 +55,17 @@ class UserAdminController(Controller):
         """At HQ: the user can no longer sign in, and every token of theirs stops
         working, at once here and at their site with its next sync."""
         _at_hq(node, "users disable")
-        return to_view(UserView, await set_disabled(node.store, user_id, True))
+        view = to_view(UserView, await set_disabled(node.store, user_id, True))
+        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=user_id, reason="disable")
+        return view
 
     @post("/{user_id:str}/enable", operation_id="EnableUser", name="users:enable", status_code=200)
     async def enable(self, user_id: UserIdParam, node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """At HQ: the user may sign in again (tokens from before stay revoked)."""
         _at_hq(node, "users enable")
-        return to_view(UserView, await set_disabled(node.store, user_id, False))
+        view = to_view(UserView, await set_disabled(node.store, user_id, False))
+        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=user_id, reason="enable")
+        return view
 
     @post("/{user_id:str}/revoke-tokens", operation_id="RevokeUserTokens", name="users:revoke-tokens",
           status_code=200)
@@ -66,4 +73,6 @@ class UserAdminController(Controller):
         """At HQ: end every session and token of the user (a lost phone, say);
         they sign in again. Takes effect here at once, at their site with its next sync."""
         _at_hq(node, "users revoke-tokens")
-        return to_view(UserView, await revoke_tokens(node.store, user_id))
+        view = to_view(UserView, await revoke_tokens(node.store, user_id))
+        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=user_id, reason="revoke_tokens")
+        return view
