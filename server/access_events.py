@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from sync.store import AccessEventStore
 
 DAY_MS = 86_400_000
-Action = Literal["read", "lookup", "reveal", "create", "write", "erase", "rotate_keys", "reload_policy"]
+Action = Literal["read", "lookup", "reveal", "create", "write", "erase", "rotate_keys", "reload_policy", "consent",
+                 "read_consents"]
 
 
 def _now_ms() -> int:

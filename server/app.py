@@ -17,6 +17,7 @@ from server.deps import DEPENDENCIES
 from server.errors import internal_error, problem_details_plugin
 from server.node import Node
 from server.routes.auth import AuthController, DeviceController
+from server.routes.consents import ConsentController
 from server.routes.customers import CustomerController
 from server.routes.health import HealthController
 from server.routes.keys import EnrollController, KeyAdminController, NodeKeysController
@@ -55,7 +56,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
     return Litestar(
         # the customers API takes users and the operator (server/access.py)
         route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
-                        CustomerController, operator],
+                        CustomerController, ConsentController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

@@ -16,7 +16,9 @@ role:
 * lookups need a role that may look up by that number; matches outside the
   scope are left out;
 * ``/reveal`` shows one masked field in full, for a purpose code, if the role
-  may reveal it, within ``auth.reveals_per_day``.
+  may reveal it, within ``auth.reveals_per_day``;
+* setting an ``id_number`` needs the person's separate consent for it
+  (server/consents.py): 422 ``consent_required`` without one, nothing changed.
 
 Erasure and key rotation are the operator's alone (a user gets 403): erasure is
 a deployment-wide, irreversible operation done at HQ on a data subject's
@@ -53,6 +55,14 @@ from server.access import (
     project_customer,
 )
 from server.auth import note_access, require_actor, require_operator
+from server.consents import (
+    ID_NUMBER,
+    check_id_number,
+    consent_records,
+    id_number_needs_consent,
+    inline_id_number_consent,
+    record_edits,
+)
 from server.deps import ActorDep, NodeDep
 from server.errors import NotFoundError, WrongNodeError
 from server.key_authority import ErasureReport, rotate_customer_keys
@@ -123,14 +133,22 @@ class CustomerController(Controller):
         """Create a customer with a new id; PII fields are sealed here under the
         customer's new data keys (one per field class). Made at a site without a
         ``home_branch``, it is that site's customer. A user's role must write every
-        field given, and the new customer must be inside their row scope (403)."""
+        field given, and the new customer must be inside their row scope (403).
+        An ``id_number`` needs the person's separate consent (PIPL Art. 29), given
+        as ``id_number_consent`` and recorded with the customer; without it the
+        create is refused (422, ``consent_required``) and nothing is stored."""
         note_access(request, fields=fields_written(data))
-        row_id = new_ulid(node.store.clock.now_ms(), os.urandom(10))
+        now_ms = node.store.clock.now_ms()
+        row_id = new_ulid(now_ms, os.urandom(10))
         implied: dict[str, Any] = {}
         if data.home_branch is msgspec.UNSET and node.authority is None:  # made at a site: that site's customer
             implied["home_branch"] = node.config.node_id
         fields = check_create(node.policy, actor, row_id, data, implied)
+        consent = _inline_consent(node, actor, row_id, data, now_ms, exists=False)
+        check_id_number(row_id, [consent] if consent else [], data, exists=False)
         edits = edits_from("customers", row_id, data)
+        if consent is not None:
+            edits += record_edits(consent)
         edits += [Edit("customers", row_id, name, "set", value) for name, value in implied.items()]
         pii = pii_from(data)
         if pii:
@@ -143,6 +161,8 @@ class CustomerController(Controller):
         await node.store.write_local(edits)
         node.steward.trigger()  # wraps for its groups, its blind indexes
         await node.access_log.record(actor, "create", row_id=row_id, fields=fields)
+        if consent is not None:
+            await node.access_log.record(actor, "consent", row_id=row_id, purpose=ID_NUMBER, reference=consent["row_id"])
         return await _card(node, actor, row_id)
 
     @patch("/{row_id:str}", operation_id="UpdateCustomer", name="customers:update", security=ACCESS_SECURITY,
@@ -151,17 +171,28 @@ class CustomerController(Controller):
                      actor: ActorDep, request: Request) -> CustomerView:  # type: ignore[valid-type,type-arg]
         """Change some fields of a customer: one stamp for the whole write. A user's
         role must write every field given, and the customer must stay inside their
-        row scope (403, nothing changed)."""
+        row scope (403, nothing changed). Setting ``id_number`` needs the person's
+        consent for it in force (PIPL Art. 29): recorded before, or given with the
+        write as ``id_number_consent``; otherwise 422 ``consent_required``, nothing
+        changed."""
         note_access(request, fields=fields_written(data))
         row = await _row_in_scope(node, actor, row_id)
         fields = check_write(node.policy, actor, row, data)
+        consent = _inline_consent(node, actor, row_id, data, node.store.clock.now_ms(), exists=True)
+        if id_number_needs_consent(data):
+            held = await consent_records(node.store, row_id)
+            check_id_number(row_id, [*held, *([consent] if consent else [])], data, exists=True)
         edits = edits_from("customers", row_id, data)
+        if consent is not None:
+            edits += record_edits(consent)
         pii = pii_from(data)
         if pii and not row["deleted"]:  # a deleted row holds no PII
             edits += await node.keyring.seal_edits(row_id, row, pii)
         await node.store.write_local(edits)
         node.steward.trigger()  # a new home or partner needs its wraps of the keys
         await node.access_log.record(actor, "write", row_id=row_id, fields=fields)
+        if consent is not None:
+            await node.access_log.record(actor, "consent", row_id=row_id, purpose=ID_NUMBER, reference=consent["row_id"])
         return await _card(node, actor, row_id)
 
     @get("/{row_id:str}", operation_id="GetCustomer", name="customers:get", security=ACCESS_SECURITY,
@@ -242,6 +273,14 @@ class CustomerController(Controller):
         rotated = await rotate_customer_keys(node.keyring, row_id)
         await node.access_log.record(actor, "rotate_keys", row_id=row_id)
         return RotationDone(row_id=row_id, rotated=rotated)
+
+
+def _inline_consent(node: Node, actor: Actor, row_id: str, body: Any, now_ms: int, *,
+                    exists: bool) -> dict[str, Any] | None:
+    """The ID-number consent record a write body gives, if any (server/consents.py)."""
+    return inline_id_number_consent(
+        node.policy, actor, row_id, body, consent_id=new_ulid(now_ms, os.urandom(10)), now_ms=now_ms,
+        max_ahead_ms=node.config.sync.max_drift_ms, site=node.config.node_id, exists=exists)
 
 
 async def _row_in_scope(node: Node, actor: Actor, row_id: str) -> dict[str, Any]:
