@@ -87,8 +87,8 @@ class IdNumberConsent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     #: how the person gave it
     channel: ConsentChannel
-    #: when the person gave it (Unix ms); now when left out
-    at_ms: TimeMs | msgspec.UnsetType = msgspec.UNSET
+    #: when the person gave it (Unix ms); now when left out (UNSET: see `view_struct`)
+    at_ms: TimeMs = msgspec.UNSET  # type: ignore[assignment]
 
 
 def write_struct(collection: str) -> type[msgspec.Struct]:

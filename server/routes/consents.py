@@ -51,8 +51,9 @@ class ConsentWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     granted: bool
     #: how the person said so
     channel: ConsentChannel
-    #: when the person said so (Unix ms; now when left out; never in the future)
-    at_ms: TimeMs | msgspec.UnsetType = msgspec.UNSET
+    #: when the person said so (Unix ms; now when left out; never in the future). UNSET as
+    #: the default keeps the annotation, and so its OpenAPI schema, as it is (server/views.py)
+    at_ms: TimeMs = msgspec.UNSET  # type: ignore[assignment]
 
 
 class ConsentState(msgspec.Struct, kw_only=True):
