@@ -18,6 +18,7 @@ from server.errors import internal_error, problem_details_plugin
 from server.node import Node
 from server.routes.audit import AuditController
 from server.routes.auth import AuthController, DeviceController
+from server.routes.consents import ConsentController
 from server.routes.customers import CustomerController
 from server.routes.health import HealthController
 from server.routes.keys import EnrollController, KeyAdminController, NodeKeysController
@@ -57,7 +58,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
     return Litestar(
         # the customers API takes users and the operator (server/access.py)
         route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
-                        CustomerController, AuditController, operator],
+                        CustomerController, ConsentController, AuditController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

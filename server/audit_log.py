@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 Action = Literal[
     "read", "lookup", "reveal", "export", "create", "write", "erase", "rotate_keys", "reload_policy",
-    "sign_in", "consent", "audit_query", "audit_verify", "sync_pull", "sync_push", "sync_round", "retention_purge",
+    "sign_in", "consent", "read_consents", "audit_query", "audit_verify", "sync_pull", "sync_push", "sync_round", "retention_purge",
     "key_operation", "user_admin", "offboard",
 ]
 #: the node's own scheduled work, and the deployment's operator token

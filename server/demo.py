@@ -17,7 +17,8 @@
    partner-x changes a star level it may only read: HQ refuses it and the
    partner converges back.
 6. Personal information: every customer carries a name, phone, ID number and
-   address, sealed where it was written. Partner-x opens names and phones of its
+   address, sealed where it was written; the ID number with the person's
+   separate consent to it, recorded with the customer. Partner-x opens names and phones of its
    customers and holds no other personal field at all. HQ erases one customer;
    no node can open it any more.
 7. A byte search of every database, WAL, log and the captured sync traffic finds
@@ -46,6 +47,11 @@ console = Console()
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 _GIVEN = ("伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀英")
 _DISTRICTS = ("朝阳区建国路", "海淀区中关村大街", "浦东新区世纪大道", "天河区体育西路", "武侯区人民南路")
+
+
+#: the demo customers' separate consent to the processing of their ID number (PIPL
+#: Art. 29), sent with the create that stores the number (server/consents.py)
+DEMO_ID_CONSENT = {"id_number_consent": {"channel": "paper"}}
 
 
 def demo_person(i: int) -> dict[str, str]:
@@ -94,7 +100,7 @@ async def run_demo(*, customers: int = 40, workdir: str | None = None) -> int:
                 "home_branch": "branch-a" if i % 2 else "branch-b", "star_level": i % 8,
                 "segment": "gold" if i % 3 == 0 else "silver", "status": "active",
                 "assigned_agent": f"agent-{i % 5}", "tags_add": ["demo"],
-                "partners_add": ["partner-x"] if i % 4 == 0 else [], **demo_person(i),
+                "partners_add": ["partner-x"] if i % 4 == 0 else [], **demo_person(i), **DEMO_ID_CONSENT,
             })
             ids.append(card["row_id"])
         for n in (a, b, x):

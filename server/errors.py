@@ -34,6 +34,7 @@ from sync.errors import (
 )
 
 from server.access import AccessDeniedError, OutOfScopeError, TooManyRevealsError
+from server.consents import ConsentRequiredError, ConsentTimeError, CustomerDeletedError
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
 from server.offboarding import NotAPartnerError, NotPurgedYetError
@@ -162,6 +163,9 @@ STATUS[UserGoneError] = 404
 STATUS[NotAPartnerError] = 404
 STATUS[NotPurgedYetError] = 409
 STATUS[SyncAuthError] = 403
+STATUS[ConsentRequiredError] = 422
+STATUS[ConsentTimeError] = 422
+STATUS[CustomerDeletedError] = 409
 
 
 def status_of(exc: Exception) -> int:

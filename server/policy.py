@@ -12,9 +12,9 @@ user sees and may change) and for sync (what a node receives and may write):
 
 Deny by default, everywhere: a role the file does not list, a field a role does
 not list, a collection the policy does not govern (it governs ``customers``,
-``tasks`` and ``results``; keys travel by `sync.scope.PeerScope`), a site kind
-without a ``[node_rows]`` rule: all of them get ``none`` / ``False``, never an
-exception.
+``tasks``, ``results`` and ``consents``; keys travel by `sync.scope.PeerScope`),
+a site kind without a ``[node_rows]`` rule: all of them get ``none`` /
+``False``, never an exception.
 
 Node scope is derived, not written twice: a node receives the rows its site
 kind's ``[node_rows]`` rule admits; of those, every field some role present at
@@ -29,6 +29,11 @@ Row scope rules read only the row they decide on (a task by its own ``site``,
 ``campaign_id`` or ``assignee``, not by its customer's), so a predicate runs on
 one materialized row dict. A user never sees more rows than their own site
 holds: `Policy.admits_row` applies the site's rule and the role's rule both.
+The one exception is a child collection (`sync.schema.PARENTS`: ``consents``):
+its rows have no rule of their own, they are in scope exactly when their
+customer is, for nodes (the store looks the customer up) and for users (ask
+about the customer row); `admits_row` and `NodeScope.admits` refuse to decide
+one (`TypeError`), so no caller can mistake it for a row with a rule.
 
 `load_policy` validates the whole file and raises a `PolicyError` subclass
 naming the file, the line when it can find it, and the place in msgspec's style
@@ -50,7 +55,7 @@ import msgspec
 
 from server.config import NodeEntry, SiteConfig
 from server.masking import has_mask, mask_field
-from sync.schema import COLLECTIONS, ROW_KEY_FIELDS, Role
+from sync.schema import COLLECTIONS, PARENTS, ROW_KEY_FIELDS, Role
 from sync.scope import PeerScope
 
 AccessLevel = Literal["none", "masked", "read", "write"]
@@ -66,7 +71,7 @@ SiteKind = Literal["hq", "branch", "partner", "mobile"]
 SITE_KINDS: tuple[str, ...] = typing.get_args(SiteKind)
 ROLES: tuple[str, ...] = typing.get_args(Role)
 #: the collections the policy governs
-GOVERNED: tuple[str, ...] = ("customers", "tasks", "results")
+GOVERNED: tuple[str, ...] = ("customers", "tasks", "results", "consents")
 #: the key class of the blind-index key (as in server.keyring)
 INDEX_CLASS = "index"
 POLICY_VERSION = 1
@@ -291,6 +296,9 @@ def _members(value: Any) -> tuple[Any, ...]:
 
 def _admits(rule: str, collection: str, row: Mapping[str, Any], *, node: str, users: frozenset[str],
             campaigns: frozenset[str]) -> bool:
+    if collection in PARENTS:
+        raise TypeError(f"a `{collection}` row is in scope exactly when its {PARENTS[collection][0]} row is: "
+                        f"ask about that row")
     if rule == "all":
         return True
     if rule == "home":

@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from sync.edits import Edit
 from sync.ids import RowId
-from sync.schema import COLLECTIONS, CollectionSpec, FieldSpec
+from sync.schema import COLLECTIONS, CollectionSpec, ConsentChannel, FieldSpec, TimeMs
 
 
 def _visible(spec: CollectionSpec) -> list[FieldSpec]:
@@ -80,9 +80,22 @@ def view_struct(collection: str, *, policy_shaped: bool = False) -> type[msgspec
     return msgspec.defstruct(name, fields, kw_only=True, omit_defaults=policy_shaped, module=__name__)
 
 
+class IdNumberConsent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The person's separate consent to the processing of their ID number (PIPL
+    Art. 29), given with the write that stores it: recorded as a ``consents`` row
+    (purpose ``id_number``, granted) in the same transaction. No free text."""
+
+    #: how the person gave it
+    channel: ConsentChannel
+    #: when the person gave it (Unix ms); now when left out (UNSET: see `view_struct`)
+    at_ms: TimeMs = msgspec.UNSET  # type: ignore[assignment]
+
+
 def write_struct(collection: str) -> type[msgspec.Struct]:
     """A create or patch body: each settable field optional; ``{set}_add`` /
-    ``{set}_remove`` for sets, ``{counter}_increment`` for counters, ``deleted: true``."""
+    ``{set}_remove`` for sets, ``{counter}_increment`` for counters, ``deleted: true``.
+    A customer's also takes ``id_number_consent`` (server/consents.py): no field of
+    the row, the consent that writing ``id_number`` needs."""
     spec = COLLECTIONS[collection]
     fields: list[tuple[str, Any, Any]] = []
     for f in _visible(spec):
@@ -99,6 +112,7 @@ def write_struct(collection: str) -> type[msgspec.Struct]:
     if collection == "customers":
         for f in spec.pii_fields:  # plaintext in, sealed at this node before anything is stored
             fields.append((f.name, _pii_type(f) | None, msgspec.UNSET))
+        fields.append(("id_number_consent", IdNumberConsent, msgspec.UNSET))
     name = "".join(p.capitalize() for p in spec.name.rstrip("s").split("_")) + "Write"
     return msgspec.defstruct(
         name, fields, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, module=__name__
@@ -158,8 +172,10 @@ for _f in _visible(COLLECTIONS["customers"]) + list(COLLECTIONS["customers"].pii
 
 def fields_written(body: msgspec.Struct) -> list[str]:
     """The schema fields a customer write body changes, in schema order (a set
-    given with an empty list counts: the body names it)."""
-    given = {WRITE_TARGETS[name] for name in body.__struct_fields__ if getattr(body, name) is not msgspec.UNSET}
+    given with an empty list counts: the body names it; ``id_number_consent`` is
+    a consent record, no field of the customer)."""
+    given = {WRITE_TARGETS[name] for name in body.__struct_fields__
+             if name in WRITE_TARGETS and getattr(body, name) is not msgspec.UNSET}
     return [name for name in COLLECTIONS["customers"].fields if name in given]
 
 
@@ -197,3 +213,5 @@ CustomerView = view_struct("customers", policy_shaped=True)
 CustomerWrite = write_struct("customers")
 #: a user as the operator API shows it: never its password hash (a secret field)
 UserView = view_struct("users")
+#: a consent record as the API shows it, shaped by the caller's access (server/consents.py)
+ConsentView = view_struct("consents", policy_shaped=True)

@@ -32,7 +32,7 @@ from sync.schema import COLLECTIONS, SCHEMA_VERSION
 
 PROTOCOL_VERSION = 1
 
-CollectionName = Literal["customers", "tasks", "results", "campaigns", "users", "keys", "purge_receipts"]
+CollectionName = Literal["customers", "tasks", "results", "campaigns", "users", "keys", "purge_receipts", "consents"]
 assert set(CollectionName.__args__) == set(COLLECTIONS)  # type: ignore[attr-defined]
 
 FieldName = Annotated[str, Meta(min_length=1, max_length=64)]

@@ -22,7 +22,9 @@ PII values are sealed ciphertext (``bytes``) in storage and on the wire; only th
 edge opens them. Secret fields (PII, wrapped keys, blind indexes) are shredded by
 a tombstone: a deleted row keeps no secret state, and a secret value arriving for
 it later is dropped, so deletion (and erasure) is a join like any other merge.
-Fields declared ``index=True`` get an SQL index for lookups. A field may hold a
+Fields declared ``index=True`` get an SQL index for lookups. A field declared
+``parent="customers"`` makes its row a child of that customer (`PARENTS`): it
+is in a node's scope exactly when its parent is. A field may hold a
 frozen Struct (`KeyRef`): one value to merge and send, each member a column of
 its own (``index=("member", ...)`` indexes members).
 
@@ -41,7 +43,7 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
@@ -109,6 +111,11 @@ CallOutcome = Literal[
     "success",
 ]
 CampaignStatus = Literal["draft", "active", "closed"]
+#: what a consent is for (PIPL Art. 14-15): marketing contact, processing the ID
+#: number (sensitive, Art. 28-29: its own, separate consent), processing at all
+ConsentPurpose = Literal["marketing", "id_number", "data_processing"]
+#: how the person gave or withdrew a consent
+ConsentChannel = Literal["phone", "sms", "web", "app", "in_person", "paper"]
 Role = Literal[
     "hq_admin",
     "supervisor",
@@ -121,7 +128,7 @@ Role = Literal[
 
 
 def _m(merge: MergeType, pii: FieldClass | None = None, *, secret: bool = False,
-       index: bool | tuple[str, ...] = False, **meta: Any) -> Meta:
+       index: bool | tuple[str, ...] = False, parent: str | None = None, **meta: Any) -> Meta:
     extra: dict[str, Any] = {"merge": merge}
     if pii is not None:
         extra["pii"] = pii
@@ -129,6 +136,8 @@ def _m(merge: MergeType, pii: FieldClass | None = None, *, secret: bool = False,
         extra["secret"] = True
     if index:
         extra["index"] = index
+    if parent is not None:
+        extra["parent"] = parent
     return Meta(extra=extra, **meta)
 
 
@@ -225,6 +234,32 @@ class Result(msgspec.Struct, kw_only=True):
     site: Annotated[NodeIdStr | None, _m("append_only")] = None
     recorded_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
     #: erasure or retention purge; shreds the sealed notes
+    deleted: Deleted = False
+
+
+class Consent(msgspec.Struct, kw_only=True):
+    """One consent event of one customer: a consent given or withdrawn, for one
+    purpose, through one channel, at one time (PIPL Art. 14-15; Art. 29 for the
+    separate consent an ID number needs). The history is kept: a record is never
+    edited, a change of mind is a new record, and the current state of a
+    (customer, purpose) is its latest record by (``at_ms``, row id).
+
+    Ids, codes and times only, never free text, so no personal information. A
+    consent row belongs to its customer (``parent``): it is in a node's scope
+    exactly when its customer is, and travels and is purged with it."""
+
+    customer_id: Annotated[RowId | None, _m("append_only", index=True, parent="customers")] = None
+    purpose: Annotated[ConsentPurpose | None, _m("append_only")] = None
+    #: given (true) or withdrawn (false); a record that does not say is no consent
+    granted: Annotated[bool, _m("append_only")] = False
+    channel: Annotated[ConsentChannel | None, _m("append_only")] = None
+    #: when the person gave or withdrew it (not when it was recorded)
+    at_ms: Annotated[TimeMs | None, _m("append_only")] = None
+    #: the user who recorded it, or ``operator``
+    recorded_by: Annotated[UserRef | None, _m("append_only")] = None
+    #: the node where it was recorded
+    site: Annotated[NodeIdStr | None, _m("append_only")] = None
+    #: erasure; a consent is otherwise never deleted
     deleted: Deleted = False
 
 
@@ -553,8 +588,33 @@ COLLECTIONS: dict[str, CollectionSpec] = derive_collections(
         "users": User,
         "keys": KeyRecord,
         "purge_receipts": PurgeReceipt,
+        "consents": Consent,
     }
 )
+
+
+def _parents(collections: dict[str, CollectionSpec]) -> dict[str, tuple[str, str]]:
+    """child collection -> (its parent collection, the field naming the parent row),
+    from fields declared ``parent=``: one per collection, written once (a row
+    never changes parent), naming a collection that exists."""
+    out: dict[str, tuple[str, str]] = {}
+    for spec in collections.values():
+        for f in spec.fields.values():
+            meta = typing.get_args(f.annotation)[1:]
+            parent = next((m.extra.get("parent") for m in meta if isinstance(m, Meta) and m.extra), None)
+            if parent is None:
+                continue
+            if parent not in collections or parent == spec.name:
+                raise SchemaDeclarationError(f"{spec.name}.{f.name}: no collection `{parent}` to belong to")
+            if f.merge != "append_only" or spec.name in out:
+                raise SchemaDeclarationError(f"{spec.name}.{f.name}: a row names its one parent in an append-only field")
+            out[spec.name] = (parent, f.name)
+    return out
+
+
+#: rows that belong to a row of another collection: a child is in a peer's scope
+#: exactly when its parent is (`sync.scope.PeerScope.admits_child`)
+PARENTS: dict[str, tuple[str, str]] = _parents(COLLECTIONS)
 
 
 def field_spec(collection: str, field: str) -> FieldSpec | None:

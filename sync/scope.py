@@ -16,6 +16,10 @@ it, as plain data and one row predicate, so this library stays free of policy:
 * writes (``writable``): the fields of a governed row the peer may change; any
   other change it pushes is refused at merge and answered so the peer converges
   back.
+* children (`sync.schema.PARENTS`, the consents of a customer): a governed
+  child row is in the scope exactly when its parent row is (`admits_child`),
+  whatever its own fields; the store looks the parent up, and a child follows
+  its parent into and out of the peer's copy.
 
 ``fingerprint`` names the scope's current shape; when it changes (a policy
 reload, a new contract) the upstream rescans every row for the peer.
@@ -29,7 +33,7 @@ from typing import Any
 import msgspec
 
 from sync.merge import materialize
-from sync.schema import COLLECTIONS, KeyRef
+from sync.schema import COLLECTIONS, PARENTS, KeyRef
 
 #: (collection, the row's stored field states by name; each state's [0] is its
 #: canonical msgpack value) -> whether the peer may receive the row
@@ -55,6 +59,15 @@ def rule_values(collection: str, doc: Mapping[str, Sequence[Any]], names: Sequen
         entry = doc.get(name)
         out[name] = spec.default if entry is None else materialize(spec, entry[0])
     return out
+
+
+def parent_id(collection: str, doc: Mapping[str, Sequence[Any]]) -> str | None:
+    """The row id of the parent of a child row (its stored states), if it names one."""
+    link = PARENTS.get(collection)
+    if link is None:
+        return None
+    value = _value(doc, link[1])
+    return value if isinstance(value, str) else None
 
 
 def _emptied(doc: Mapping[str, Sequence[Any]]) -> bool:
@@ -91,9 +104,20 @@ class PeerScope(msgspec.Struct, frozen=True, kw_only=True):
         return self.rows is not None and collection in self.reads
 
     def admits_row(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
-        """Whether a governed row (its stored states) is in the peer's scope."""
+        """Whether a governed row (its stored states) is in the peer's scope. A
+        child row is decided by its parent: ask `admits_child`."""
         assert self.rows is not None
+        if collection in PARENTS:
+            raise TypeError(f"a `{collection}` row is in scope when its parent is: use admits_child")
         return self.rows(collection, rule_values(collection, doc, self.reads[collection]))
+
+    def admits_child(self, collection: str, parent: Mapping[str, Sequence[Any]] | None) -> bool:
+        """Whether a governed child row (of `sync.schema.PARENTS`) is in the peer's
+        scope, given its parent row's stored states (None or empty: the parent is
+        not held here, and neither is the child for the peer)."""
+        if not parent:
+            return False
+        return self.admits(PARENTS[collection][0], parent)
 
     def admits(self, collection: str, doc: Mapping[str, Sequence[Any]]) -> bool:
         if self.governs(collection):

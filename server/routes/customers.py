@@ -16,7 +16,9 @@ role:
 * lookups need a role that may look up by that number; matches outside the
   scope are left out;
 * ``/reveal`` shows one masked field in full, for a purpose code, if the role
-  may reveal it, within ``auth.reveals_per_day``.
+  may reveal it, within ``auth.reveals_per_day``;
+* setting an ``id_number`` needs the person's separate consent for it
+  (server/consents.py): 422 ``consent_required`` without one, nothing changed.
 
 Erasure and key rotation are the operator's alone (a user gets 403): erasure is
 a deployment-wide, irreversible operation done at HQ on a data subject's
@@ -55,6 +57,14 @@ from server.access import (
     project_customer,
 )
 from server.auth import note_access, require_actor, require_operator
+from server.consents import (
+    ID_NUMBER,
+    check_id_number,
+    consent_records,
+    id_number_needs_consent,
+    inline_id_number_consent,
+    record_edits,
+)
 from server.deps import ActorDep, NodeDep
 from server.errors import NotFoundError, WrongNodeError
 from crypto.plaintext import Plaintext
@@ -149,14 +159,22 @@ class CustomerController(Controller):
         """Create a customer with a new id; PII fields are sealed here under the
         customer's new data keys (one per field class). Made at a site without a
         ``home_branch``, it is that site's customer. A user's role must write every
-        field given, and the new customer must be inside their row scope (403)."""
+        field given, and the new customer must be inside their row scope (403).
+        An ``id_number`` needs the person's separate consent (PIPL Art. 29), given
+        as ``id_number_consent`` and recorded with the customer; without it the
+        create is refused (422, ``consent_required``) and nothing is stored."""
         note_access(request, fields=fields_written(data))
-        row_id = new_ulid(node.store.clock.now_ms(), os.urandom(10))
+        now_ms = node.store.clock.now_ms()
+        row_id = new_ulid(now_ms, os.urandom(10))
         implied: dict[str, Any] = {}
         if data.home_branch is msgspec.UNSET and node.authority is None:  # made at a site: that site's customer
             implied["home_branch"] = node.config.node_id
         fields = check_create(node.policy, actor, row_id, data, implied)
+        consent = _inline_consent(node, actor, row_id, data, now_ms, exists=False)
+        check_id_number(row_id, [consent] if consent else [], data, exists=False)
         edits = edits_from("customers", row_id, data)
+        if consent is not None:
+            edits += record_edits(consent)
         edits += [Edit("customers", row_id, name, "set", value) for name, value in implied.items()]
         pii = pii_from(data)
         if pii:
@@ -170,7 +188,8 @@ class CustomerController(Controller):
         seen = project_customer(node.policy, actor, apply_write(blank, data),
                                 _with_written(await node.keyring.open_customer(blank), pii))
         await node.store.write_local(edits, audit=node.audit.draft(
-            actor, "create", row_id=row_id, fields=fields, shown=seen.shown, masked=seen.masked))
+            actor, "create", row_id=row_id, fields=fields, shown=seen.shown, masked=seen.masked,
+            reference=None if consent is None else consent["row_id"]))  # the ID-number consent written with it
         node.steward.trigger()  # wraps for its groups, its blind indexes
         return seen.view
 
@@ -180,18 +199,28 @@ class CustomerController(Controller):
                      actor: ActorDep, request: Request) -> CustomerView:  # type: ignore[valid-type,type-arg]
         """Change some fields of a customer: one stamp for the whole write. A user's
         role must write every field given, and the customer must stay inside their
-        row scope (403, nothing changed)."""
+        row scope (403, nothing changed). Setting ``id_number`` needs the person's
+        consent for it in force (PIPL Art. 29): recorded before, or given with the
+        write as ``id_number_consent``; otherwise 422 ``consent_required``, nothing
+        changed."""
         note_access(request, fields=fields_written(data))
         row = await _row_in_scope(node, actor, row_id)
         fields = check_write(node.policy, actor, row, data)
+        consent = _inline_consent(node, actor, row_id, data, node.store.clock.now_ms(), exists=True)
+        if id_number_needs_consent(data):
+            held = await consent_records(node.store, row_id)
+            check_id_number(row_id, [*held, *([consent] if consent else [])], data, exists=True)
         edits = edits_from("customers", row_id, data)
+        if consent is not None:
+            edits += record_edits(consent)
         pii = pii_from(data) if not row["deleted"] else {}  # a deleted row holds no PII
         if pii:
             edits += await node.keyring.seal_edits(row_id, row, pii)
         seen = project_customer(node.policy, actor, apply_write(row, data),
                                 _with_written(await node.keyring.open_customer(row), pii))
         await node.store.write_local(edits, audit=node.audit.draft(
-            actor, "write", row_id=row_id, fields=fields, shown=seen.shown, masked=seen.masked))
+            actor, "write", row_id=row_id, fields=fields, shown=seen.shown, masked=seen.masked,
+            reference=None if consent is None else consent["row_id"]))  # the ID-number consent written with it
         node.steward.trigger()  # a new home or partner needs its wraps of the keys
         return seen.view
 
@@ -297,6 +326,14 @@ class CustomerController(Controller):
         if not rotated:  # nothing written: the request is still recorded
             await node.audit.record(actor, "rotate_keys", row_id=row_id, counts={"rotated": 0})
         return RotationDone(row_id=row_id, rotated=rotated)
+
+
+def _inline_consent(node: Node, actor: Actor, row_id: str, body: Any, now_ms: int, *,
+                    exists: bool) -> dict[str, Any] | None:
+    """The ID-number consent record a write body gives, if any (server/consents.py)."""
+    return inline_id_number_consent(
+        node.policy, actor, row_id, body, consent_id=new_ulid(now_ms, os.urandom(10)), now_ms=now_ms,
+        max_ahead_ms=node.config.sync.max_drift_ms, site=node.config.node_id, exists=exists)
 
 
 async def _row_in_scope(node: Node, actor: Actor, row_id: str) -> dict[str, Any]:

@@ -46,8 +46,8 @@ from sync.hlc import Clock
 from sync.ids import new_ulid
 from sync.merge import Applied, FieldState, Refused, materialize, merge_for
 from sync.protocol import Incoming
-from sync.schema import COLLECTIONS, SCHEMA_VERSION, Column, FieldSpec
-from sync.scope import PeerScope, RowFilter
+from sync.schema import COLLECTIONS, PARENTS, SCHEMA_VERSION, Column, FieldSpec
+from sync.scope import PeerScope, RowFilter, parent_id
 from sync.store import ApplyReport, DeviceRecord, PurgeHook, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
 from sync.store.ddl import column_index, column_value, member_columns
 from sync.store.errors import (
@@ -79,6 +79,8 @@ _encode_doc = msgspec.msgpack.Encoder().encode
 _MATERIALIZED = frozenset({"add_wins_set", "counter"})
 #: row ids per `json_each` lookup of stored states
 _LOOKUP_CHUNK = 2_000
+#: the collections whose rows have children (`sync.schema.PARENTS`)
+_HAS_CHILDREN = frozenset(parent for parent, _ in PARENTS.values())
 #: a tombstone's canonical value when the row is deleted
 _TRUE = msgspec.msgpack.encode(True)
 
@@ -360,6 +362,8 @@ class SqliteStore(AuditLogStore):
             batch = await self._load([(i.spec.collection, i.row_id) for i in incoming]
                                      + [(d.collection, d.row_id) for d in drops])
             docs = batch.docs
+            if scope is not None:  # a child row is screened by its parent
+                await self._load_parents(batch, incoming)
             receipt_rows = await self._drop_rows(batch, drops, keep_after=unseen_after) if drops else None
             screen = _Screen(scope, incoming, docs, src) if scope is not None else None
             counted: set[tuple[str, str, str]] = set()
@@ -431,6 +435,23 @@ class SqliteStore(AuditLogStore):
         # stamps were drift-checked before the batch; only keep the clock ahead of them
         self.clock.last = max(self.clock.last, max_hlc)
         return ApplyReport(applied, superseded, refused, seq, conflicts, purged)
+
+    async def _load_parents(self, batch: _Batch, incoming: list[Incoming]) -> None:
+        """Add to ``batch`` the stored docs of the parents of the child rows in
+        ``incoming`` (named by the stored row, or by the push for a new one)."""
+        wanted: set[_RowKey] = set()
+        for inc in incoming:
+            link = PARENTS.get(inc.spec.collection)
+            if link is None:
+                continue
+            parent = parent_id(inc.spec.collection, batch.docs[(inc.spec.collection, inc.row_id)])
+            if parent is None and inc.spec.name == link[1]:
+                value = msgspec.msgpack.decode(inc.state.raw)
+                parent = value if isinstance(value, str) else None
+            if parent is not None and (link[0], parent) not in batch.docs:
+                wanted.add((link[0], parent))
+        if wanted:
+            batch.docs.update((await self._load(sorted(wanted))).docs)
 
     async def _drop_rows(self, batch: _Batch, drops: list[RowDrop], *, keep_after: int) -> tuple[list[str], int]:
         """Carry out an upstream's drops: delete purged rows (a customer with its key
@@ -632,6 +653,12 @@ class SqliteStore(AuditLogStore):
         is reset at the peer and sent whole, so a field no longer present goes.
         ``assume_held``: the peer may hold any row (it synced before scopes were
         recorded): every row outside its scope is purged there.
+
+        A child row (`sync.schema.PARENTS`: a customer's consents) is weighed by
+        its parent row, and follows it: when a page visits a parent, its children
+        numbered before the page (which the page does not visit) are sent whole
+        to a peer that does not hold them if the parent is in scope, and purged
+        at a peer that holds them if it is not.
         """
         changes: list[Change] = []
         append = changes.append
@@ -658,6 +685,7 @@ class SqliteStore(AuditLogStore):
                 streams = []
                 bound = None  # rows beyond it may hide behind a truncated collection
                 held: set[tuple[str, str]] = set()
+                parents: dict[tuple[str, str], Doc] = {}
                 for collection in COLLECTIONS:
                     async with self._r.execute(
                         f"SELECT _seq, row_id, _state FROM {collection} WHERE _seq > ? ORDER BY _seq LIMIT ?",
@@ -669,17 +697,31 @@ class SqliteStore(AuditLogStore):
                     streams.append([(s, collection, r, st) for s, r, st in rows])
                     if governs[collection] and rows and holds_any:  # a first pull holds nothing: no lookups
                         held.update(await self._held(exclude_src, collection, [r for _, r, _ in rows]))
+                    if governs[collection] and rows and collection in PARENTS:
+                        parents.update(await self._parent_docs(collection, [st for _, _, st in rows]))
+                visited: list[tuple[str, str, bool]] = []  # parents: (collection, row id, in scope)
                 for row_seq, collection, row_id, state in heapq.merge(*streams):
                     if bound is not None and row_seq > bound:
                         break
                     if len(changes) + len(drops) >= limit:
+                        await self._follow_parents(visited, cursor, scope, exclude_src, holds_any=holds_any,
+                                                   assume_held=assume_held, changes=changes, drops=drops,
+                                                   entered=entered, left=left)
                         return Page(changes, last, high, True, drops, entered, left)
                     last = row_seq
                     doc = _decode_doc(state)
                     if governs[collection]:
                         assert scope is not None
                         key = (collection, row_id)
-                        if not scope.admits_row(collection, doc):
+                        if collection in PARENTS:
+                            parent = parent_id(collection, doc)
+                            admitted = scope.admits_child(
+                                collection, None if parent is None else parents.get((PARENTS[collection][0], parent)))
+                        else:
+                            admitted = scope.admits_row(collection, doc)
+                            if cursor and collection in _HAS_CHILDREN:
+                                visited.append((collection, row_id, admitted))
+                        if not admitted:
                             if assume_held or key in held:
                                 drops.append(RowDrop(collection, row_id, "purge"))
                                 left.append(key)
@@ -699,6 +741,9 @@ class SqliteStore(AuditLogStore):
                     for name, (value, hlc, origin, fseq, src) in doc.items():
                         if fseq > since and src != exclude_src:
                             append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
+                await self._follow_parents(visited, cursor, scope, exclude_src, holds_any=holds_any,
+                                           assume_held=assume_held, changes=changes, drops=drops,
+                                           entered=entered, left=left)
                 if bound is None:
                     break
                 pos = bound
@@ -707,6 +752,64 @@ class SqliteStore(AuditLogStore):
             await self._r.execute("COMMIT")
         end = max(high, last, cursor)
         return Page(changes, end, end, False, drops, entered, left)
+
+    async def _parent_docs(self, collection: str, states: list[bytes]) -> dict[tuple[str, str], Doc]:
+        """The stored docs of the parents of these child rows (reader connection, in
+        its snapshot), by (parent collection, row id); parents not stored are absent."""
+        parent = PARENTS[collection][0]
+        ids = sorted({p for st in states if (p := parent_id(collection, _decode_doc(st))) is not None})
+        out: dict[tuple[str, str], Doc] = {}
+        for i in range(0, len(ids), _LOOKUP_CHUNK):
+            async with self._r.execute(
+                f"SELECT row_id, _state FROM {parent} WHERE row_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids[i : i + _LOOKUP_CHUNK]),),
+            ) as cur:
+                out.update(((parent, r), _decode_doc(st)) for r, st in await cur.fetchall())
+        return out
+
+    async def _follow_parents(
+        self, visited: list[tuple[str, str, bool]], cursor: int, scope: PeerScope | None, peer: str, *,
+        holds_any: bool, assume_held: bool, changes: list[Change], drops: list[RowDrop],
+        entered: list[tuple[str, str]], left: list[tuple[str, str]],
+    ) -> None:
+        """Children numbered up to ``cursor`` (the page visits none of them) follow
+        the ``visited`` parents (collection, row id, in the peer's scope): sent
+        whole to the peer if it does not hold them and their parent is in scope,
+        purged there if it holds them and their parent is not. A page started at
+        0 visits every child itself: nothing to follow."""
+        if not visited or not cursor or scope is None:
+            return
+        for child, (parent, field) in PARENTS.items():
+            if not scope.governs(child):
+                continue
+            in_scope = {row_id: ok for c, row_id, ok in visited if c == parent}
+            if not in_scope:
+                continue
+            rows: list[tuple[str, bytes, str]] = []
+            ids = sorted(in_scope)
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                async with self._r.execute(
+                    f"SELECT row_id, _state, {field} FROM {child} "
+                    f"WHERE {field} IN (SELECT value FROM json_each(?)) AND _seq <= ?",
+                    (json.dumps(ids[i : i + _LOOKUP_CHUNK]), cursor),
+                ) as cur:
+                    rows.extend(await cur.fetchall())
+            if not rows:
+                continue
+            held = set(await self._held(peer, child, [r for r, _, _ in rows])) if holds_any else set()
+            present = scope.fields.get(child, frozenset())
+            for row_id, state, owner in rows:
+                key = (child, row_id)
+                if in_scope[owner]:
+                    if key in held:
+                        continue
+                    entered.append(key)
+                    for name, (value, hlc, origin, _, _) in _decode_doc(state).items():
+                        if name in present:
+                            changes.append(Change(child, row_id, name, msgspec.Raw(value), hlc, origin))  # type: ignore[arg-type]
+                elif assume_held or key in held:
+                    drops.append(RowDrop(child, row_id, "purge"))
+                    left.append(key)
 
     async def _held(self, peer: str, collection: str, row_ids: list[str]) -> list[tuple[str, str]]:
         """Which of ``row_ids`` the peer holds (reader connection, in its snapshot)."""
@@ -1033,11 +1136,20 @@ class SqliteStore(AuditLogStore):
         await self._r.execute("BEGIN")
         try:
             for collection in sorted(collections if collections is not None else COLLECTIONS):
+                by_parent = scope is not None and collection in PARENTS and scope.governs(collection)
                 async with self._r.execute(f"SELECT row_id, _state FROM {collection} ORDER BY row_id") as cur:
                     while rows := await cur.fetchmany(5_000):
+                        if by_parent:
+                            parents = await self._parent_docs(collection, [st for _, st in rows])
                         for row_id, state in rows:
                             doc = _decode_doc(state)
-                            if admit is not None and not admit(collection, doc):
+                            if by_parent:
+                                assert scope is not None
+                                parent = parent_id(collection, doc)
+                                if not scope.admits_child(collection, None if parent is None else
+                                                          parents.get((PARENTS[collection][0], parent))):
+                                    continue
+                            elif admit is not None and not admit(collection, doc):
                                 continue
                             present = None if scope is None else scope.present(collection)
                             fields = [(n, e[0], e[1], e[2]) for n, e in sorted(doc.items())
@@ -1206,12 +1318,20 @@ class _Screen:
             if scope.governs(inc.spec.collection):
                 self.by_row[(inc.spec.collection, inc.row_id)].append(inc)
         self.before: dict[_RowKey, Doc] = {}
+        pushed = {key: {i.spec.name: (i.state.raw, i.state.hlc, i.state.origin, 0, peer) for i in incs}
+                  for key, incs in self.by_row.items() if not docs[key]}
         for key, incs in self.by_row.items():
             doc = docs[key]
             if not doc:
                 self.new_rows.add(key)
-                doc = {i.spec.name: (i.state.raw, i.state.hlc, i.state.origin, 0, peer) for i in incs}
-            if not scope.admits_row(key[0], doc):
+                doc = pushed[key]
+            if key[0] in PARENTS:  # in scope when its parent is (as stored, or as pushed when new)
+                parent = parent_id(key[0], doc)
+                pkey = (PARENTS[key[0]][0], parent or "")
+                admitted = scope.admits_child(key[0], None if parent is None else docs.get(pkey) or pushed.get(pkey))
+            else:
+                admitted = scope.admits_row(key[0], doc)
+            if not admitted:
                 self._refuse(key, incs, "out_of_scope", "purge")
                 continue
             made_here = key in self.new_rows  # its maker sets the fields its scope is decided on
@@ -1231,6 +1351,8 @@ class _Screen:
         indexes of the changes undone (they had been applied)."""
         undone: set[int] = set()
         for key, before in self.before.items():
+            if key[0] in PARENTS:  # names its parent once; its parent is put back if need be
+                continue
             if key in batch.dirty and not self.scope.admits_row(key[0], batch.docs[key]):
                 batch.docs[key] = before
                 batch.dirty.pop(key)

@@ -259,11 +259,17 @@ def role_users(policy: Policy) -> list[UserCreate]:
     return out
 
 
+#: the person's consent to the processing of their ID number, which a create
+#: that stores one must carry (PIPL Art. 29; tests/consent)
+ID_CONSENT = {"id_number_consent": {"channel": "paper"}}
+
+
 def customer_bodies(d: AccessDeployment) -> dict[str, dict[str, Any]]:
-    """The customers every access test works on, made at HQ by the operator."""
+    """The customers every access test works on, made at HQ by the operator, each
+    with the consent its ID number needs."""
     mate = d.user_id("mate")
     manager = d.user_id("account-manager")
-    return {
+    return {key: {**body, **ID_CONSENT} for key, body in {
         # branch-a, assigned to the agents' team, managed by the account manager, contracted to partner-x
         "a_team": {**person(1), "home_branch": "branch-a", "star_level": 5, "segment": "gold", "arpu_fen": 12_800,
                    "assigned_agent": mate, "account_manager": manager, "sales_rep": "rep-7",
@@ -276,7 +282,7 @@ def customer_bodies(d: AccessDeployment) -> dict[str, dict[str, Any]]:
         # branch-b, contracted to partner-x
         "b_partner": {**person(4), "home_branch": "branch-b", "star_level": 2, "partners_add": ["partner-x"],
                       "assigned_agent": STRANGER},
-    }
+    }.items()}
 
 
 @pytest.fixture(scope="package")

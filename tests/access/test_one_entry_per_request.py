@@ -118,6 +118,10 @@ NO_PII: dict[str, Call] = {
     "DeviceSignIn": _plain("POST", "/devices/sign-in",
                            json_body={"device_id": "01JD0QK2M6X3Z1V9A8B7C6D5T1", "device_secret": "x"}),
     "GetHealth": _plain("GET", "/health"),
+    "RecordConsent": _plain("POST", "/customers/{customer}/consents",
+                            # a_team is on refused_marketing already: this changes nothing else tests see
+                            json_body={"purpose": "marketing", "granted": False, "channel": "phone", "at_ms": 1}),
+    "GetConsents": _plain("GET", "/customers/{customer}/consents"),
     "RotateOwnKeys": _plain("POST", "/keys/rotate-node", json_body={"bogus": 1}),
     "RotateScopeKey": _plain("POST", "/keys/rotate-scope", json_body={"bogus": 1}),
     "EnrollNode": _plain("POST", "/nodes/enroll", json_body={"bogus": 1}),

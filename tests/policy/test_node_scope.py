@@ -7,7 +7,7 @@ import pytest
 
 from server.config import NodeEntry, SiteConfig, load_site
 from server.policy import GOVERNED, INDEX_CLASS, NodeScope, NodeScopeError, Policy, SITE_KINDS, parse_policy
-from sync.schema import COLLECTIONS
+from sync.schema import COLLECTIONS, PARENTS
 
 from .conftest import RAW, SITES
 
@@ -62,7 +62,11 @@ def test_hq_holds_everything(policy: Policy) -> None:
     for collection in GOVERNED:
         assert scope.fields[collection] == set(COLLECTIONS[collection].fields)
         assert scope.writable[collection] == set(COLLECTIONS[collection].fields)
-        assert scope.admits(collection, {})
+        if collection in PARENTS:  # in scope when its customer is: no rule of its own to ask
+            with pytest.raises(TypeError):
+                scope.admits(collection, {})
+        else:
+            assert scope.admits(collection, {})
     assert scope.key_classes == {"contact", "identity", "address", "profile", "index"}
     assert scope.peer_scope().groups is None
 
@@ -86,7 +90,8 @@ def test_branch_holds_its_home_customers_and_the_tasks_and_results_of_its_site(b
     assert not branch.admits("customers", {"home_branch": None, "partners": ["branch-a"]})
     assert branch.admits("tasks", {"site": "branch-a"}) and not branch.admits("tasks", {"site": "hq"})
     assert branch.admits("results", {"site": "branch-a"}) and not branch.admits("results", {"site": "partner-x"})
-    assert branch.reads == {"customers": ("home_branch",), "tasks": ("site",), "results": ("site",)}
+    assert branch.reads == {"customers": ("home_branch",), "tasks": ("site",), "results": ("site",),
+                            "consents": ()}  # a consent is decided by its customer
 
 
 def test_branch_fields_keys_and_writes(branch: NodeScope) -> None:

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("module", ["server.policy", "server.masking", "server.access", "server.audit_log"])
+@pytest.mark.parametrize("module", ["server.policy", "server.masking", "server.access", "server.audit_log",
+                                    "server.consents"])
 def test_loads_no_edge_package(module: str) -> None:
     probe = (
         f"import sys, {module}; "

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from server.demo import demo_person
+from server.demo import DEMO_ID_CONSENT, demo_person
 from server.keyring import data_key_row_id
 from server.node_process import NodeProcess
 from tests.conftest import LoopThread, enrolled_nodes
@@ -45,7 +45,8 @@ class Nodes:
     async def create(self, *, home: str = "branch-a", partners: tuple[str, ...] = ("partner-x",)) -> str:
         person = demo_person(100 + len(self.people))
         card = await self.hq.call(
-            "POST", "/customers", json={"home_branch": home, "partners_add": list(partners), **person}
+            "POST", "/customers", json={"home_branch": home, "partners_add": list(partners), **person,
+                                        **DEMO_ID_CONSENT}
         )
         self.people[card["row_id"]] = person
         self.values += person.values()

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from crypto.keystore import Keystore, open_keystore
-from server.demo import demo_person
+from server.demo import DEMO_ID_CONSENT, demo_person
 from crypto.wrap import RowKey, unpack_row_key
 from server.keyring import scope_key_row_id
 from server.node_process import NodeProcess
@@ -99,7 +99,7 @@ async def create_customers(cluster: Cluster, home: str, count: int, *, at: NodeP
     for _ in range(count):
         person = demo_person(cluster.persons)
         cluster.persons += 1
-        body: dict[str, Any] = dict(person)
+        body: dict[str, Any] = {**person, **DEMO_ID_CONSENT}
         if node is cluster.hq:
             body["home_branch"] = home
         card = await node.call("POST", "/customers", json=body)

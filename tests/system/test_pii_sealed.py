@@ -21,7 +21,7 @@ from crypto.keys import DataKey
 from crypto.keystore import open_keystore
 from crypto.seal import FieldContext, open_field, sealed_key_version
 from crypto.wrap import DataKeyWrapContext, unpack_row_key, unwrap_data_key
-from server.demo import demo_person
+from server.demo import DEMO_ID_CONSENT, demo_person
 from server.node_process import NodeProcess
 from server.pii_scan import inflated, needle_forms
 
@@ -122,7 +122,8 @@ async def _pair(tmp_path: Path, site: str) -> tuple[NodeProcess, NodeProcess, li
     ids = []
     for i in range(6):
         card = await hq.call("POST", "/customers", json={
-            "home_branch": "branch-a", "partners_add": [site] if site != "branch-a" else [], **demo_person(i)})
+            "home_branch": "branch-a", "partners_add": [site] if site != "branch-a" else [], **demo_person(i),
+            **DEMO_ID_CONSENT})
         ids.append(card["row_id"])
     for _ in range(2):
         await node.sync_now()

@@ -25,7 +25,7 @@ import msgspec
 import pytest
 
 from crypto.keystore import open_keystore
-from server.demo import demo_person
+from server.demo import DEMO_ID_CONSENT, demo_person
 from server.node_process import NodeProcess
 from server.config import load_site
 from server.policy import load_policy
@@ -48,7 +48,8 @@ class Nodes:
     async def create(self, home: str, *, partner: bool) -> str:
         person = demo_person(200 + len(self.customers))
         card = await self.hq.call("POST", "/customers", json={
-            "home_branch": home, "partners_add": ["partner-x"] if partner else [], "star_level": 2, **person})
+            "home_branch": home, "partners_add": ["partner-x"] if partner else [], "star_level": 2, **person,
+            **DEMO_ID_CONSENT})
         self.customers[card["row_id"]] = (home, partner)
         return str(card["row_id"])
 
@@ -91,6 +92,12 @@ def held(node: NodeProcess) -> set[str]:
     return {r for (r,) in query(node, "SELECT row_id FROM customers")}
 
 
+def consents_held(node: NodeProcess) -> set[str]:
+    """The customers whose consent records the node holds (each customer has one:
+    the consent its ID number needs); they travel with their customer."""
+    return {c for (c,) in query(node, "SELECT customer_id FROM consents")}
+
+
 def fields_held(node: NodeProcess) -> set[str]:
     names: set[str] = set()
     for (state,) in query(node, "SELECT _state FROM customers"):
@@ -104,7 +111,8 @@ def fields_held(node: NodeProcess) -> set[str]:
 def test_each_node_holds_only_the_customers_its_scope_admits(nodes: Nodes) -> None:
     for site, node in nodes.below.items():
         assert held(node) == nodes.expected(site), site
-    assert held(nodes.hq) == set(nodes.customers)
+        assert consents_held(node) == nodes.expected(site), site
+    assert held(nodes.hq) == set(nodes.customers) == consents_held(nodes.hq)
 
 
 def test_each_node_holds_only_the_fields_its_roles_see(nodes: Nodes) -> None:
@@ -151,7 +159,7 @@ def test_revoking_the_partners_contract_purges_the_customer_and_its_keys_there(
         nodes.customers[customer] = (home, False)
         first = await partner.sync_now()
         again = await partner.sync_now()
-        assert (first["purged"], again["purged"]) == (1, 0), (first, again)
+        assert (first["purged"], again["purged"]) == (2, 0), (first, again)  # the customer and its consent
         missing = await partner.client.get(f"/customers/{customer}")
         assert missing.status_code == 404
         return await nodes.hq.call("GET", "/purge-receipts", params={"peer": "partner-x"})  # type: ignore[no-any-return]
@@ -161,6 +169,8 @@ def test_revoking_the_partners_contract_purges_the_customer_and_its_keys_there(
     assert query(partner, "SELECT count(*) FROM keys WHERE customer_id = ?", customer) == [(0,)]
     mine = [r for r in receipts if f"customers/{customer}" in r["rows"]]
     assert len(mine) == 1 and mine[0]["verified"] and mine[0]["keys_purged"] >= 1, receipts
+    (consent,) = query(nodes.hq, "SELECT row_id FROM consents WHERE customer_id = ?", customer)
+    assert f"consents/{consent[0]}" in mine[0]["rows"] and consents_held(partner) == nodes.expected("partner-x")
     assert customer in held(nodes.hq), "HQ keeps the customer"
     assert query(nodes.hq, "SELECT count(*) FROM keys WHERE customer_id = ? AND scope_group = 'partner-x' "
                            "AND wrapped IS NOT NULL", customer) == [(0,)], "HQ no longer wraps its keys for the partner"
@@ -199,6 +209,7 @@ def test_a_customer_moved_to_another_branch_arrives_whole_and_leaves_the_old_one
     card = aio.run(move(), timeout=60)
     assert card["unavailable"] == [] and card["name"] == demo_person(200 + list(nodes.customers).index(customer))["name"]
     assert held(a) == nodes.expected("branch-a") and held(b) == nodes.expected("branch-b")
+    assert consents_held(a) == nodes.expected("branch-a") and consents_held(b) == nodes.expected("branch-b")
 
 
 def test_assigning_a_customer_to_the_partner_brings_it_there_whole_with_its_key(
@@ -223,7 +234,7 @@ def test_assigning_a_customer_to_the_partner_brings_it_there_whole_with_its_key(
         card = aio.run(assign(customer), timeout=60)
         assert (card["name"], card["phone"], card["unavailable"]) == (person["name"], person["phone"], []), customer
         assert card["star_level"] == 2, "fields written before it entered the scope came with it"
-    assert held(partner) == nodes.expected("partner-x")
+    assert held(partner) == nodes.expected("partner-x") == consents_held(partner)
 
 
 # ---------------------------------------------------------------- refused writes
@@ -284,6 +295,7 @@ def test_offboarding_purges_the_partner_collects_its_receipt_and_retires_it(node
     out = aio.run(scenario(), timeout=120)
     assert f"revoked {len(contracted)} customers" in out and "credentials retired" in out, out
     assert held(partner) == set() and query(partner, "SELECT count(*) FROM keys WHERE deleted = 0") == [(0,)]
+    assert consents_held(partner) == set()
     assert query(partner, "SELECT count(*) FROM users WHERE deleted = 0") == [(0,)]
     state = aio.run(nodes.hq.call("GET", "/partners/partner-x/offboard"), timeout=30)
     assert state["purged"] and state["retired_ms"] and state["rows_held"] == 0
