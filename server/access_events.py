@@ -1,7 +1,8 @@
 """The node's record of who accessed which customer through its API.
 
 Every customer response that shows personal information (in full or masked),
-every write, lookup, reveal, erasure and key rotation, every policy reload, and
+every write, lookup, reveal, erasure and key rotation, every policy reload and
+retention purge (server/retention.py), and
 every refusal of a customer call (401, 403, 404, 429) appends one
 `sync.store.AccessEvent` to the node's ``access_events`` table: the time, the
 actor (a user id, ``operator``, or ``anonymous`` without a valid credential),
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from sync.store import AccessEventStore
 
 DAY_MS = 86_400_000
-Action = Literal["read", "lookup", "reveal", "create", "write", "erase", "rotate_keys", "reload_policy"]
+Action = Literal["read", "lookup", "reveal", "create", "write", "erase", "rotate_keys", "reload_policy",
+                 "retention_purge"]
 
 
 def _now_ms() -> int:
@@ -62,11 +64,12 @@ class AccessLog:
 
     async def record(self, actor: Actor, action: Action, *, row_id: str | None = None, fields: Iterable[str] = (),
                      masked: Iterable[str] = (), purpose: str | None = None, reference: str | None = None,
-                     collection: str = "customers", status: int = 200) -> int:
-        """Append what ``actor`` did; returns the event id."""
+                     collection: str = "customers", status: int = 200, reason: str | None = None) -> int:
+        """Append what ``actor`` did (``reason``: a code, or a count such as
+        ``purged:42``, never a value); returns the event id."""
         return await self.store.add_access_event(self._event(
             actor.id, actor.role, action, collection=collection, row_id=row_id, fields=fields, masked=masked,
-            purpose=purpose, reference=reference, status=status, reason=None))
+            purpose=purpose, reference=reference, status=status, reason=reason))
 
     async def refused(self, actor_id: str, role: str | None, action: str, *, status: int, reason: str,
                       collection: str = "customers", row_id: str | None = None, fields: Iterable[str] = (),
