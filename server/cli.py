@@ -1,4 +1,4 @@
-"""The `outpost` command: init, serve, sync, status, users, policy, demo.
+"""The `outpost` command: init, serve, sync, status, users, policy, retention, demo.
 
 SITE is a site config: a path to a TOML file, or a name in sites/ (``branch-a``).
 Every command exits non-zero with a one-line message (no traceback) when the
@@ -450,6 +450,26 @@ def policy_reload(site: str, data_dir: str | None, port: int | None, upstream_ur
     result = _call(_local_url(config), "/policy/reload")
     click.echo(f"{config.node_id}: policy {result['path']} in force; roles here: "
                f"{', '.join(result['roles_here']) or 'none'}")
+
+
+@main.group()
+def retention() -> None:
+    """HQ's retention periods (its [retention] table), through the running HQ node."""
+
+
+@retention.command("run")
+@_site_options
+@_friendly
+def retention_run(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> None:
+    """Purge now the results and closed tasks HQ's retention periods have expired
+    (HQ also does every [retention] interval_s); every node deletes them on its next sync."""
+    config = _config(site, data_dir, port, upstream_url)
+    periods = config.retention_periods
+    if periods is None:
+        raise ConfigError(config.path, "only HQ purges by retention; run this for HQ's config")
+    report = _call(_local_url(config), "/retention/run")
+    click.echo(f"{config.node_id}: purged {report['results']} results recorded more than {periods.results_days} "
+               f"days ago and {report['tasks']} tasks closed more than {periods.closed_tasks_days} days ago")
 
 
 @main.command()
