@@ -25,6 +25,7 @@ from server.routes.keys import EnrollController, KeyAdminController, NodeKeysCon
 from server.routes.offboarding import OffboardingController
 from server.routes.policy import PolicyController
 from server.routes.purge_receipts import PurgeReceiptController
+from server.routes.retention import RetentionController
 from server.routes.sync import SyncController, SyncNowController
 from server.routes.users import UserAdminController
 
@@ -33,8 +34,8 @@ API_VERSION = "0.1.0"
 
 def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = True) -> Litestar:
     """The node's app: opens its keystore (with ``passphrase``) and store at
-    startup, syncs in the background (``replicate``), and closes everything at
-    shutdown."""
+    startup, syncs in the background (``replicate``), purges expired rows on
+    schedule at HQ, and closes everything at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -42,6 +43,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
         app.state.node = node
         node.start_key_steward()
         node.start_audit_checkpoints()
+        node.start_retention()
         if replicate:
             node.start_replication()
         try:
@@ -52,7 +54,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
     operator = Router(
         path="/",
         route_handlers=[SyncNowController, EnrollController, KeyAdminController, UserAdminController,
-                        PolicyController, PurgeReceiptController, OffboardingController],
+                        PolicyController, PurgeReceiptController, OffboardingController, RetentionController],
         guards=[require_admin],
     )
     return Litestar(

@@ -1,4 +1,4 @@
-"""The `outpost` command: init, serve, sync, status, users, policy, demo.
+"""The `outpost` command: init, serve, sync, status, users, policy, retention, demo.
 
 SITE is a site config: a path to a TOML file, or a name in sites/ (``branch-a``).
 Every command exits non-zero with a one-line message (no traceback) when the
@@ -555,6 +555,26 @@ def audit_alerts(site: str, data_dir: str | None, port: int | None, upstream_url
         click.echo(f"{a['at_ms']} {a['node']}: entry {a['seq']} {a['kind']} ({a['detail']})")
     if alerts:
         sys.exit(1)
+
+
+@main.group()
+def retention() -> None:
+    """HQ's retention periods (its [retention] table), through the running HQ node."""
+
+
+@retention.command("run")
+@_site_options
+@_friendly
+def retention_run(site: str, data_dir: str | None, port: int | None, upstream_url: str | None) -> None:
+    """Purge now the results and closed tasks HQ's retention periods have expired
+    (HQ also does every [retention] interval_s); every node deletes them on its next sync."""
+    config = _config(site, data_dir, port, upstream_url)
+    periods = config.retention_periods
+    if periods is None:
+        raise ConfigError(config.path, "only HQ purges by retention; run this for HQ's config")
+    report = _call(_local_url(config), "/retention/run")
+    click.echo(f"{config.node_id}: purged {report['results']} results recorded more than {periods.results_days} "
+               f"days ago and {report['tasks']} tasks closed more than {periods.closed_tasks_days} days ago")
 
 
 @main.command()

@@ -86,6 +86,33 @@ class AuditConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ship_limit: Annotated[int, Meta(ge=1, le=50_000)] = 5_000
 
 
+#: one retention period, in days: at least a day, at most a century
+RetentionDays = Annotated[int, Meta(ge=1, le=36_500)]
+
+
+class RetentionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How long HQ keeps what the work leaves behind (server/retention.py).
+
+    Only HQ purges: it tombstones expired rows, and the tombstones replicate, so
+    every node below deletes them too (and a tombstone shreds a result's sealed
+    notes). A ``[retention]`` table at any other node is a `ConfigError`, so no
+    one believes a branch keeps its own periods.
+
+    ``results_days``: a result is purged this long after its ``recorded_at_ms``
+    (after it was written, when it has none). ``closed_tasks_days``: a task that
+    is ``done``, ``archived`` or ``cancelled`` is purged this long after it
+    reached that status (the stamp of its ``status`` field); open tasks are kept.
+    ``audit_days``: how long audit entries are kept (the audit log's own
+    retention; at least the six months the Cybersecurity Law (Art. 21) asks of
+    network logs). ``interval_s``: seconds between the scheduled purges.
+    """
+
+    results_days: RetentionDays = 1_095
+    closed_tasks_days: RetentionDays = 365
+    audit_days: Annotated[int, Meta(ge=180, le=36_500)] = 1_825
+    interval_s: Annotated[float, Meta(gt=0)] = 3_600.0
+
+
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A node enrolled below this one (HQ's registry).
 
@@ -119,6 +146,8 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nodes: list[NodeEntry] = []
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
+    #: HQ only: retention periods (`retention_periods` gives the defaults when absent)
+    retention: RetentionConfig | None = None
     #: a partner's contracted campaign ids (its own copy of its registry entry's)
     campaigns: list[RowId] = []
     #: the access policy (sites/policy.toml's format), relative to this file
@@ -141,6 +170,14 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return (base / self.policy).resolve()
 
     @property
+    def retention_periods(self) -> RetentionConfig | None:
+        """The retention periods HQ enforces (its ``[retention]``, else the
+        defaults); None at any other node, which purges nothing by itself."""
+        if self.role != "hq":
+            return None
+        return self.retention if self.retention is not None else RetentionConfig()
+
+    @property
     def keystore_path(self) -> Path:
         """The node's keys: a separate file from the database, sealed with a passphrase."""
         return self.data_path / f"{self.node_id}.keystore"
@@ -159,6 +196,9 @@ def load_site(path: str | Path) -> SiteConfig:
         raise ConfigError(str(path), str(exc)) from None
     if config.role != "hq" and config.upstream is None:
         raise ConfigError(str(path), "a non-HQ node needs an [upstream] - at `$.upstream`")
+    if config.role != "hq" and config.retention is not None:
+        raise ConfigError(str(path), "only HQ sets retention periods (its purges replicate to every node); "
+                                     "remove this table - at `$.retention`")
     return msgspec.structs.replace(config, path=str(path.resolve()))
 
 

@@ -20,6 +20,7 @@ from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
 from server.keyring import Keyring
 from server.purge_receipts import purge_hook
+from server.retention import Retention
 from server.sessions import Authenticator
 from server.sync_auth import signer
 from server.transport import HttpTransport
@@ -101,6 +102,9 @@ class Node:
         self.auth = Authenticator(store, keystore, config)
         #: this node's audit log: who did what, chained (server/audit_log.py)
         self.audit = AuditLog(store, reveals_per_day=config.auth.reveals_per_day)
+        periods = config.retention_periods
+        #: HQ only: purges expired results and closed tasks (server/retention.py)
+        self.retention = Retention(store, self.audit, periods) if periods is not None else None
         self.responder = Responder(
             store,
             Limits(
@@ -137,6 +141,7 @@ class Node:
         self._loop_task: asyncio.Task[None] | None = None
         self._steward_task: asyncio.Task[None] | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, config: SiteConfig, passphrase: str) -> Node:
@@ -184,6 +189,12 @@ class Node:
         """Do the key work that arriving changes call for, in the background until `close`."""
         if self._steward_task is None:
             self._steward_task = asyncio.create_task(self.steward.run(self._stop))
+
+    def start_retention(self) -> None:
+        """At HQ, purge expired rows now and every ``[retention] interval_s``, in
+        the background until `close` (no-op at any other node)."""
+        if self.retention is not None and self._retention_task is None:
+            self._retention_task = asyncio.create_task(self.retention.run(self._stop))
 
     def start_audit_checkpoints(self) -> None:
         """Sign the audit chain's head every ``audit.checkpoint_interval_s`` while it moves."""
@@ -253,10 +264,10 @@ class Node:
                                 peer=session.peer, rows=session.refused_rows, counts=session.counts)
 
     async def close(self, grace_s: float = 5.0) -> None:
-        """Stop syncing (a round in flight gets ``grace_s`` to finish; an apply cut
-        short rolls back whole) and close the store."""
+        """Stop syncing and purging (a round or batch in flight gets ``grace_s`` to
+        finish; an apply cut short rolls back whole) and close the store."""
         self._stop.set()
-        for task in (self._loop_task, self._steward_task, self._checkpoint_task):
+        for task in (self._loop_task, self._steward_task, self._checkpoint_task, self._retention_task):
             if task is not None:
                 try:
                     await asyncio.wait_for(task, grace_s)

@@ -233,6 +233,16 @@ class ReplicaStore(Protocol):
         self, collection: str, after_seq: int, *, limit: int = 1_000, any_of: tuple[str, ...] = (), **equals: Any
     ) -> list[tuple[int, dict[str, Any]]]: ...
 
+    async def index_live_rows(self, collection: str, column: str) -> str: ...
+
+    async def live_rows_before(
+        self, collection: str, column: str, before_ms: int, *, limit: int = 1_000
+    ) -> list[str]: ...
+
+    async def live_row_stamps(
+        self, collection: str, field: str | None = None, *, after: str = "", limit: int = 1_000, **equals: Any
+    ) -> list[tuple[str, int]]: ...
+
     async def column_values(
         self, collection: str, column: str, *, after: str = "", limit: int = 1000
     ) -> list[tuple[str, Any]]: ...

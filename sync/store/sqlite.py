@@ -73,6 +73,10 @@ Doc = dict[str, Entry]
 _RowKey = tuple[str, str]
 
 _decode_doc = msgspec.msgpack.Decoder(Doc).decode
+#: a doc with its entries undecoded, and one entry's value (undecoded) and stamp:
+#: reading one field's stamp costs little more than finding it
+_decode_raw_doc = msgspec.msgpack.Decoder(dict[str, msgspec.Raw]).decode
+_decode_stamp = msgspec.msgpack.Decoder(tuple[msgspec.Raw, int, str, int, str]).decode
 _encode_doc = msgspec.msgpack.Encoder().encode
 
 #: merge types whose column differs from the wire value
@@ -1060,6 +1064,59 @@ class SqliteStore(AuditLogStore):
             rows = await cur.fetchall()
         return [(r[0], _materialize(spec.columns.values(), names, r[1:])) for r in rows]
 
+    @_writes
+    async def index_live_rows(self, collection: str, column: str) -> str:
+        """Index the live (not deleted) rows of ``collection`` by ``column``, then
+        row id, unless that index exists; returns its name. With it,
+        `live_rows_before` and `live_row_stamps` on ``column`` read the few rows
+        they want, not every tombstone the table keeps. Only the node that asks
+        pays for the index on its writes (HQ, for retention); on a large table
+        the first call builds it, holding the write lock meanwhile."""
+        spec = _live_spec(collection, column)
+        name = f"{spec.name}__live_{column}"
+        await self._w.execute(
+            f"CREATE INDEX IF NOT EXISTS {name} ON {spec.name} ({column}, row_id) WHERE deleted = 0"
+        )
+        return name
+
+    @_reads
+    async def live_rows_before(self, collection: str, column: str, before_ms: int, *, limit: int = 1_000) -> list[str]:
+        """Ids of the live rows whose time ``column`` (ms) is before ``before_ms``,
+        oldest first (a NULL time never is). `index_live_rows` makes it cheap."""
+        spec = _live_spec(collection, column)
+        async with self._r.execute(
+            f"SELECT row_id FROM {spec.name} WHERE deleted = 0 AND {column} < ? ORDER BY {column}, row_id LIMIT ?",
+            (before_ms, limit),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    @_reads
+    async def live_row_stamps(
+        self, collection: str, field: str | None = None, *, after: str = "", limit: int = 1_000, **equals: Any
+    ) -> list[tuple[str, int]]:
+        """(row id, HLC stamp) of the live rows that match ``equals`` (as in
+        `find_rows`), in row id order after ``after``. The stamp is that of
+        ``field``'s stored state (when it was last written, at whichever node);
+        with no ``field``, or none stored, the row's earliest stamp (when it was
+        made). `index_live_rows` on the one column ``equals`` names makes it cheap."""
+        spec = _live_spec(collection, field)
+        where, params = _where(spec, equals)
+        async with self._r.execute(
+            f"SELECT row_id, _state FROM {spec.name} WHERE deleted = 0 AND {where} AND row_id > ? "
+            "ORDER BY row_id LIMIT ?",
+            (*params, after, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        out = []
+        for row_id, state in rows:
+            doc = _decode_raw_doc(state)
+            raw = doc.get(field) if field is not None else None
+            if raw is not None:
+                out.append((row_id, _decode_stamp(raw)[1]))
+            elif doc:
+                out.append((row_id, min(_decode_stamp(r)[1] for r in doc.values())))
+        return out
+
     async def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it to zero bytes, so pages
         that held shredded secrets leave the WAL (after an erasure)."""
@@ -1381,6 +1438,16 @@ def _where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> t
     if any_of:
         clauses.append("(" + " OR ".join(f"{n} IS NOT NULL" for n in any_of) + ")")
     return " AND ".join(clauses) or "1", params
+
+
+def _live_spec(collection: str, column: str | None) -> Any:
+    """The spec of a collection with a tombstone, checking that it has ``column``."""
+    spec = COLLECTIONS[collection]
+    if "deleted" not in spec.columns:
+        raise KeyError(f"{collection} has no tombstone: no row of it is ever deleted")
+    if column is not None and column not in spec.columns:
+        raise KeyError(f"{collection} has no field {column!r}")
+    return spec
 
 
 def _materialize(columns: Iterable[Column], names: list[str], row: Any) -> dict[str, Any]:

@@ -132,6 +132,7 @@ NO_PII: dict[str, Call] = {
     "GetPolicy": _plain("GET", "/policy"),
     "ReloadPolicy": _plain("POST", "/policy/reload", node="branch-b"),
     "ListPurgeReceipts": _plain("GET", "/purge-receipts"),
+    "RunRetention": _plain("POST", "/retention/run", node="branch-a"),
     "GetStatus": _plain("GET", "/status"),
     "GetDigest": _plain("GET", "/status/digest"),
     "SyncAudit": _plain("POST", "/sync/audit", json_body={"node": "x"}),
