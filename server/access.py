@@ -56,7 +56,7 @@ ANONYMOUS = "anonymous"
 CUSTOMERS = "customers"
 
 #: why a masked field is revealed: a fixed list of codes, so no free text (and no
-#: personal information) can reach the access events
+#: personal information) can reach the audit log
 RevealPurpose = Literal["outbound_call", "inbound_call", "complaint", "visit", "identity_check"]
 #: why a customer card is read, when the caller says (recorded in the audit entry)
 ReadPurpose = Literal[
@@ -84,7 +84,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def id(self) -> str:
-        """What the access events record: the user id, or ``operator``."""
+        """What the audit entries record: the user id, or ``operator``."""
         return OPERATOR if self.user is None else self.user.user_id
 
     @property
@@ -116,7 +116,7 @@ class OutOfScopeError(Exception):
 
 
 class AccessDeniedError(Exception):
-    """The caller may not do this (403). ``reason`` is the code the access event records."""
+    """The caller may not do this (403). ``reason`` is the code the audit entry records."""
 
     code = "access_denied"
     reason = "access_denied"
@@ -285,7 +285,7 @@ def admits(policy: Policy, actor: Actor, row: Mapping[str, Any]) -> bool:
 
 class Projection(msgspec.Struct, frozen=True):
     """What a caller gets of one customer: the view, and the names of the PII
-    fields it shows in full and masked (for the access events)."""
+    fields it shows in full and masked (for the audit entry)."""
 
     view: Any
     shown: tuple[str, ...]

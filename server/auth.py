@@ -15,7 +15,7 @@ user the policy applies to; see server/access.py), cached on the request and
 handed to the route by the ``actor`` dependency; `require_operator` keeps an
 operation to the operator (403 for a user). Such routes name their action in
 ``opt={"access": ...}``, and `record_refusal` (an ``after_exception`` hook)
-appends an access event for each of their refusals (401, 403, 404, 429), with
+appends an audit entry for each of their refusals (401, 403, 404, 429), with
 what `note_access` noted of the request: names and codes, never values.
 """
 
@@ -44,7 +44,7 @@ TOKEN_ENV = "OUTPOST_ADMIN_TOKEN"
 _PRINCIPAL = "outpost.principal"
 _ACTOR = "outpost.actor"
 _NOTE = "outpost.access_note"
-#: the statuses of a refusal that gets an access event
+#: the statuses of a refusal that gets an audit entry
 REFUSALS = frozenset({401, 403, 404, 429})
 _ROW_ID = re.compile(ROW_ID_PATTERN)
 
@@ -139,12 +139,12 @@ async def require_operator(connection: ASGIConnection, handler: BaseRouteHandler
 def note_access(connection: ASGIConnection[Any, Any, Any, Any], *, fields: Iterable[str] = (),
                 purpose: str | None = None, reference: str | None = None) -> None:
     """What a call is about (field names, a purpose code, a reference id), for the
-    access event should it be refused."""
+    audit entry should it be refused."""
     connection.scope[_NOTE] = {"fields": tuple(fields), "purpose": purpose, "reference": reference}  # type: ignore[literal-required]
 
 
 async def record_refusal(exc: Exception, scope: Scope) -> None:
-    """``after_exception`` hook: append an access event for a refused call (401,
+    """``after_exception`` hook: append an audit entry for a refused call (401,
     403, 404, 429) to a route with ``opt={"access": action}``. A failure to record
     is logged; it never changes the answer."""
     handler = scope.get("route_handler")
