@@ -224,7 +224,7 @@ class Node:
                 await self._audit_round(exc)
                 raise
             await self._audit_round(report)
-            await self.audit_shipper.ship()
+            await self._ship_audit()
         await self.steward.run_once()
         return report
 
@@ -238,10 +238,17 @@ class Node:
                 extra={"pushed": outcome.pushed, "pulled": outcome.pulled, "conflicts": outcome.conflicts},
             )
         if isinstance(outcome, SyncReport):
-            try:
-                await self.audit_shipper.ship()
-            except SyncError as exc:  # the next round sends it
-                log.info("audit.ship waiting", extra={"code": exc.code})
+            await self._ship_audit()
+
+    async def _ship_audit(self) -> None:
+        """Send the audit chains upstream; a failure waits for the next round
+        (the entries stay, and are sent then)."""
+        try:
+            await self.audit_shipper.ship()
+        except SyncError as exc:
+            log.info("audit.ship waiting", extra={"code": exc.code})
+        except Exception:  # noqa: BLE001 - the sync loop must go on
+            log.exception("audit.ship failed")
 
     async def _audit_round(self, outcome: SyncReport | SyncError) -> None:
         """A sync round made: recorded when it moved changes, and when the link

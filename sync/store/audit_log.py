@@ -37,6 +37,11 @@ class AuditLogStore:
         self._audit_queue: list[tuple[AuditDraft, asyncio.Future[AuditEntry]]] = []
         self._audit_flusher: asyncio.Task[None] | None = None
 
+    async def _audit_drain(self) -> None:
+        """Wait for the entries queued for commit (before the store closes)."""
+        while self._audit_flusher is not None and not self._audit_flusher.done():
+            await asyncio.shield(self._audit_flusher)
+
     # ------------------------------------------------------------ appending (writer, under the lock)
 
     async def _head(self, conn: aiosqlite.Connection) -> tuple[int, bytes]:

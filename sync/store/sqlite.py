@@ -234,6 +234,7 @@ class SqliteStore(AuditLogStore):
         )
 
     async def close(self) -> None:
+        await self._audit_drain()
         await self._r.close()
         await self._w.close()
 
