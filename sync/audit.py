@@ -82,27 +82,11 @@ class AuditDraft(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
-class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+class AuditEntry(AuditDraft, frozen=True, kw_only=True):
     """One link of a node's chain: a numbered `AuditDraft` with its hashes."""
 
     node: str
     seq: int
-    at_ms: int
-    actor: str
-    role: str | None = None
-    action: str
-    collection: str = ""
-    rows: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()
-    shown: tuple[str, ...] = ()
-    masked: tuple[str, ...] = ()
-    purpose: str | None = None
-    reference: str | None = None
-    peer: str | None = None
-    counts: dict[str, int] = {}
-    outcome: Outcome = "ok"
-    status: int = 200
-    reason: str | None = None
     prev: bytes
     hash: bytes
 
@@ -149,13 +133,9 @@ def entry_hash(entry: AuditEntry) -> bytes:
 
 def chain_entry(node: str, seq: int, prev: bytes, draft: AuditDraft) -> AuditEntry:
     """Number ``draft`` as entry ``seq`` of ``node``'s chain after a head of hash ``prev``."""
-    counts = dict(sorted(draft.counts.items()))
-    unhashed = AuditEntry(
-        node=node, seq=seq, at_ms=draft.at_ms, actor=draft.actor, role=draft.role, action=draft.action,
-        collection=draft.collection, rows=draft.rows, fields=draft.fields, shown=draft.shown, masked=draft.masked,
-        purpose=draft.purpose, reference=draft.reference, peer=draft.peer, counts=counts,
-        outcome=draft.outcome, status=draft.status, reason=draft.reason, prev=prev, hash=b"",
-    )
+    fields = msgspec.structs.asdict(draft)
+    fields["counts"] = dict(sorted(draft.counts.items()))
+    unhashed = AuditEntry(node=node, seq=seq, prev=prev, hash=b"", **fields)
     return msgspec.structs.replace(unhashed, hash=entry_hash(unhashed))
 
 
