@@ -28,7 +28,10 @@ ten PII fields with the values sealed for it. Both processes share the
 machine's two cores (as do aiosqlite's threads), for both variants alike.
 
 Figures: per variant and concurrency, the median over rounds of requests/s,
-p50 and p99 latency; the ratio on/off of the median throughputs; the cost
+p50 and p99 latency, and the server process's CPU time (all its threads:
+the event loop's and aiosqlite's) per card answered, a figure other load on
+the machine disturbs less than throughput; the ratio on/off of the median
+throughputs; the cost
 (1 - ratio) against the target: audit costs at most 15%. Also checked: the
 "on" server's chain gained exactly one ``read`` entry per request it answered,
 the "off" server's none. The script exits non-zero if a check fails (not if the
@@ -144,6 +147,12 @@ async def seed(node: NodeProcess, ids: list[str]) -> dict[str, Pii]:
     return expected
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def audit_reads(db: Path) -> int:
     """This node's ``read`` entries in its audit chain."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -167,11 +176,17 @@ class Load(msgspec.Struct):
     window_s: float
     #: every request answered (warm-up and the window's tail included)
     answered: int = 0
+    #: CPU seconds the server process (all its threads) spent while this load ran
+    server_cpu_s: float = 0.0
     problems: list[str] = msgspec.field(default_factory=list)
 
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.window_s
+
+    @property
+    def cpu_ms_per_card(self) -> float:
+        return self.server_cpu_s / self.answered * 1000
 
     def percentile_ms(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -282,13 +297,17 @@ async def run(args: argparse.Namespace) -> int:
                 answered = 0
                 try:
                     for c in concurrencies:
+                        assert server.proc is not None
+                        cpu_before = cpu_s(server.proc.pid)
                         load = await drive(server.port, token, expected, concurrency=c, warmup_s=args.warmup_s,
                                            duration_s=args.duration_s, seed=round_no * 10 + c)
+                        load.server_cpu_s = cpu_s(server.proc.pid) - cpu_before
                         results.setdefault((variant, c), []).append(load)
                         answered += load.answered
                         problems += [f"{variant} round {round_no + 1} c={c}: {p}" for p in load.problems]
                         print(f"  round {round_no + 1} audit {variant:<3} c={c:<4} {load.rps:>8,.0f} req/s  "
-                              f"p50 {load.percentile_ms(0.5):>6.1f} ms  p99 {load.percentile_ms(0.99):>6.1f} ms",
+                              f"p50 {load.percentile_ms(0.5):>6.1f} ms  p99 {load.percentile_ms(0.99):>6.1f} ms  "
+                              f"server CPU {load.cpu_ms_per_card:.2f} ms/card",
                               flush=True)
                 finally:
                     await server.stop()
@@ -301,14 +320,15 @@ async def run(args: argparse.Namespace) -> int:
                     print(f"    chain: {answered:,} cards answered, {added:,} read entries added (expected {want:,}: ok)",
                           flush=True)
 
-    print(f"\n  {'variant':<14} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}   rounds' req/s")
+    print(f"\n  {'variant':<14} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>7}   rounds' req/s")
     for c in concurrencies:
         for variant in VARIANTS:
             loads = results[(variant, c)]
             rounds = " / ".join(f"{load.rps:,.0f}" for load in loads)
             print(f"  audit {variant:<8} {c:>5} {statistics.median(x.rps for x in loads):>9,.0f} "
                   f"{statistics.median(x.percentile_ms(0.5) for x in loads):>8.1f} "
-                  f"{statistics.median(x.percentile_ms(0.99) for x in loads):>8.1f}   {rounds}")
+                  f"{statistics.median(x.percentile_ms(0.99) for x in loads):>8.1f} "
+                  f"{statistics.median(x.cpu_ms_per_card for x in loads):>7.2f}   {rounds}")
     for c in concurrencies:
         on = statistics.median(x.rps for x in results[("on", c)])
         off = statistics.median(x.rps for x in results[("off", c)])

@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
+import signal
+import sys
 from typing import Any
 
 import uvicorn
@@ -66,6 +68,8 @@ def main() -> None:
     if not profile_path:
         serve()
         return
+    # uvicorn raises the SIGTERM it caught again once it has shut down: exit then, through the finally
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profiler = cProfile.Profile()
     try:
         profiler.runcall(serve)
