@@ -18,6 +18,7 @@ Chains collected from the nodes below are stored beside it as they came
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import aiosqlite
@@ -25,6 +26,33 @@ import aiosqlite
 from sync.audit import AuditCheckpoint, AuditDraft, AuditEntry, chain_entry, genesis
 from sync.store import audit_rows
 from sync.store.locks import reads, writes
+
+
+def _commit_audit(conn: sqlite3.Connection, node_id: str, drafts: list[AuditDraft]) -> list[AuditEntry]:
+    """Number, chain, insert and commit ``drafts`` in one transaction, on the
+    writer connection's own thread (the blocking twin of `_head` + `_chain_audit`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT seq, hash FROM audit_entries WHERE node = ? ORDER BY seq DESC LIMIT 1",
+                           (node_id,)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT seq, hash FROM audit_anchors WHERE node = ?", (node_id,)).fetchone()
+        seq, prev = (0, genesis(node_id)) if row is None else (int(row[0]), bytes(row[1]))
+        entries = []
+        for draft in drafts:
+            seq += 1
+            entry = chain_entry(node_id, seq, prev, draft)
+            entries.append(entry)
+            prev = entry.hash
+        conn.executemany(audit_rows.INSERT, [audit_rows.audit_params(e) for e in entries])
+        subjects = [p for e in entries for p in audit_rows.subject_params(e)]
+        if subjects:
+            conn.executemany(audit_rows.ROWS_INSERT, subjects)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return entries
 
 
 #: how long a group commit under load waits for more entries before it starts
@@ -99,13 +127,10 @@ class AuditLogStore:
             async with self._wlock:
                 queued, self._audit_queue = self._audit_queue, []
                 try:
-                    await self._w.execute("BEGIN IMMEDIATE")
-                    try:
-                        entries = await self._chain_audit([draft for draft, _ in queued])
-                        await self._w.execute("COMMIT")
-                    except BaseException:
-                        await self._w.execute("ROLLBACK")
-                        raise
+                    # the whole transaction in one call on the writer's thread: one
+                    # hop from the event loop per group commit instead of seven
+                    entries = await self._w._execute(  # noqa: SLF001 - aiosqlite has no public call-in-thread
+                        _commit_audit, self._w._conn, self.node_id, [draft for draft, _ in queued])  # noqa: SLF001
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
                     for _, future in queued:
                         if not future.done():
