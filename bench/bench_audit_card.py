@@ -19,8 +19,8 @@ process (the node's app under uvicorn, as ``outpost serve --no-replicate``):
 no-op in its own process (bench code only; see `bench.card_server`). They run
 one after the other, alternating (on, off, off, on, ...), ``--rounds`` each.
 
-The load comes from this process, not the server's: a raw asyncio HTTP/1.1
-client (keep-alive, one request in flight per connection) with ``--concurrency``
+The load comes from this process, not the server's: an httpx client (keep-alive,
+one request in flight per connection) with ``--concurrency``
 connections (32 and 128), asking for random seeded customers for
 ``--duration-s`` after ``--warmup-s``. Requests finishing inside the window
 count; every response, warm-up included, must be 200 and carry the customer's
@@ -59,6 +59,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -211,41 +212,33 @@ def check_card(row_id: str, status: int, body: bytes, expected: Pii) -> str | No
 
 async def drive(port: int, token: str, expected: dict[str, Pii], *, concurrency: int, warmup_s: float,
                 duration_s: float, seed: int) -> Load:
-    """``concurrency`` keep-alive connections asking for random cards until the
-    window (after ``warmup_s``) closes; each finishes its request in flight."""
+    """``concurrency`` keep-alive connections (an httpx client's pool), each with
+    one request in flight, asking for random cards until the window (after
+    ``warmup_s``) closes; each finishes its request in flight."""
     ids = list(expected)
-    head = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
     now = time.perf_counter
     start = now()
     window_start, window_end = start + warmup_s, start + warmup_s + duration_s
     load = Load(concurrency, [], duration_s)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60,
+                                 headers={"authorization": f"Bearer {token}"}) as client:
 
-    async def connection(n: int) -> None:
-        rnd = random.Random(seed * 1_000 + n)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
+        async def connection(n: int) -> None:
+            rnd = random.Random(seed * 1_000 + n)
             while now() < window_end:
                 row_id = rnd.choice(ids)
                 sent = now()
-                writer.write(b"GET /customers/" + row_id.encode() + b" HTTP/1.1\r\n" + head)
-                response_head = await reader.readuntil(b"\r\n\r\n")
-                status = int(response_head[9:12])
-                at = response_head.lower().find(b"\r\ncontent-length:")
-                if at < 0:
-                    raise RuntimeError(f"no content-length in {response_head[:200]!r}")
-                length = int(response_head[at + 17:response_head.index(b"\r\n", at + 2)])
-                body = await reader.readexactly(length)
+                response = await client.get(f"/customers/{row_id}")
                 done = now()
                 load.answered += 1
                 if window_start <= sent and done <= window_end:
                     load.latencies.append(done - sent)
-                problem = check_card(row_id, status, body, expected[row_id])
+                problem = check_card(row_id, response.status_code, response.content, expected[row_id])
                 if problem is not None and len(load.problems) < 10:
                     load.problems.append(problem)
-        finally:
-            writer.close()
 
-    await asyncio.gather(*(connection(n) for n in range(concurrency)))
+        await asyncio.gather(*(connection(n) for n in range(concurrency)))
     return load
 
 
