@@ -5,7 +5,8 @@ other sync requests. The upstream keeps them as they came, append-only, checks
 the new part of every chain (server/audit_verify.py) and raises an alert on any
 break; HQ so ends up holding and checking every node's chain.
 
-Before sending, the node signs its chain head (a checkpoint), and at most every
+Before sending, the node signs its chain head (a checkpoint) if the last
+signature is ``audit.checkpoint_interval_s`` old, and at most every
 ``audit.self_check_interval_s`` re-reads its whole chain: a break in entries it
 has already sent (an edit made to its database afterwards) is reported in the
 batch, and the upstream raises it. No web framework here.
@@ -49,21 +50,29 @@ class AuditShipper:
         self.now_ms = now_ms
         self.send = send
         self._signed_seq: int | None = None
+        self._signed_ms: int | None = None
         self._checked_ms: int | None = None
         #: the last self-check's breaks (empty: whole)
         self.last_breaks: list[ChainBreak] = []
 
-    async def checkpoint(self) -> AuditCheckpoint | None:
-        """Sign the chain head if it moved since the last checkpoint."""
+    async def checkpoint(self, *, due_only: bool = False) -> AuditCheckpoint | None:
+        """Sign the chain head if it moved since the last checkpoint; with
+        ``due_only`` (a shipment), only if the last one is older than
+        ``checkpoint_interval_s``: HQ keeps the entries it receives, so signing
+        every few seconds would only grow the checkpoints."""
+        now = self.now_ms()
+        if due_only and self._signed_ms is not None and \
+                now - self._signed_ms < self.config.checkpoint_interval_s * 1000:
+            return None
         seq, hash_ = await self.store.audit_head()
         if self._signed_seq is None:
-            own = await self.store.audit_checkpoints(self.store.node_id)
+            own = await self.store.audit_checkpoints(self.store.node_id, after_seq=max(0, seq - 1))
             self._signed_seq = own[-1].seq if own else 0
         if seq <= self._signed_seq:
             return None
-        cp = sign_checkpoint(self.identity_of(), seq, hash_, self.now_ms())
+        cp = sign_checkpoint(self.identity_of(), seq, hash_, now)
         await self.store.add_audit_checkpoint(cp)
-        self._signed_seq = seq
+        self._signed_seq, self._signed_ms = seq, now
         return cp
 
     async def self_check(self, *, force: bool = False) -> list[ChainBreak]:
@@ -85,7 +94,7 @@ class AuditShipper:
         returns how many entries went. Raises the transport's `SyncError`s."""
         if self.send is None:
             return 0
-        await self.checkpoint()
+        await self.checkpoint(due_only=True)
         broken = await self.self_check()
         sent = 0
         while True:

@@ -137,7 +137,7 @@ async def verify_new(store: SqliteStore, node: str, *, keys: dict[str, tuple[int
         walker = ChainWalker(node) if anchor is None else ChainWalker(node, anchor[0], anchor[1])
     else:
         walker = ChainWalker(node, done[0], done[1])
-    checkpoints = {cp.seq: cp for cp in await store.audit_checkpoints(node)}
+    checkpoints = {cp.seq: cp for cp in await store.audit_checkpoints(node, after_seq=walker.seq)}
     for cp in new_checkpoints:  # one for an entry checked before
         if cp.seq <= walker.seq:
             held = await store.audit_chain(node, after_seq=cp.seq - 1, limit=1)

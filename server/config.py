@@ -76,7 +76,7 @@ class AuditConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The audit log (server/audit_log.py, server/audit_shipping.py).
 
     ``checkpoint_interval_s``: how often the node signs its chain head while it
-    has new entries (it also signs at every shipment and at shutdown);
+    has new entries, whether by the timer or before a shipment, and at shutdown;
     ``self_check_interval_s``: how often the node re-reads its whole chain
     before shipping, to report a break in entries already shipped (0: at every
     shipment); ``ship_limit``: entries per shipment."""

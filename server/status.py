@@ -94,8 +94,8 @@ async def node_status(store: SqliteStore, replicator: Replicator | None = None) 
 
 
 async def _audit_status(store: SqliteStore) -> AuditStatus:
-    alerts = await store.audit_alerts(limit=1_000_000)
     return AuditStatus(
-        seq=(await store.audit_head())[0], chains_held=len(await store.audit_nodes()), alerts=len(alerts),
-        latest_alerts=[f"{a['node']}: entry {a['seq']} {a['kind']}" for a in alerts[:5]],
+        seq=(await store.audit_head())[0], chains_held=len(await store.audit_nodes()),
+        alerts=await store.count_audit_alerts(),
+        latest_alerts=[f"{a['node']}: entry {a['seq']} {a['kind']}" for a in await store.audit_alerts(limit=5)],
     )

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -27,32 +28,52 @@ from sync.audit import AuditCheckpoint, AuditDraft, AuditEntry, chain_entry, gen
 from sync.store import audit_rows
 from sync.store.locks import reads, writes
 
+_T = TypeVar("_T")
 
-def _commit_audit(conn: sqlite3.Connection, node_id: str, drafts: list[AuditDraft]) -> list[AuditEntry]:
-    """Number, chain, insert and commit ``drafts`` in one transaction, on the
-    writer connection's own thread (the blocking twin of `_head` + `_chain_audit`)."""
+
+def _head(conn: sqlite3.Connection, node_id: str) -> tuple[int, bytes]:
+    """(seq, hash) of ``node_id``'s last entry; read inside each transaction, as
+    another process on the same file (``outpost sync``) may have appended."""
+    row = conn.execute("SELECT seq, hash FROM audit_entries WHERE node = ? ORDER BY seq DESC LIMIT 1",
+                       (node_id,)).fetchone()
+    if row is None:
+        row = conn.execute("SELECT seq, hash FROM audit_anchors WHERE node = ?", (node_id,)).fetchone()
+    return (0, genesis(node_id)) if row is None else (int(row[0]), bytes(row[1]))
+
+
+def _chain(conn: sqlite3.Connection, node_id: str, drafts: list[AuditDraft]) -> list[AuditEntry]:
+    """Number, chain and insert ``drafts`` inside the transaction under way."""
+    seq, prev = _head(conn, node_id)
+    entries = []
+    for draft in drafts:
+        seq += 1
+        entry = chain_entry(node_id, seq, prev, draft)
+        entries.append(entry)
+        prev = entry.hash
+    conn.executemany(audit_rows.INSERT, [audit_rows.audit_params(e) for e in entries])
+    subjects = [p for e in entries for p in audit_rows.subject_params(e)]
+    if subjects:
+        conn.executemany(audit_rows.ROWS_INSERT, subjects)
+    return entries
+
+
+def _commit(conn: sqlite3.Connection, node_id: str, drafts: list[AuditDraft]) -> list[AuditEntry]:
+    """`_chain` in a transaction of its own."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute("SELECT seq, hash FROM audit_entries WHERE node = ? ORDER BY seq DESC LIMIT 1",
-                           (node_id,)).fetchone()
-        if row is None:
-            row = conn.execute("SELECT seq, hash FROM audit_anchors WHERE node = ?", (node_id,)).fetchone()
-        seq, prev = (0, genesis(node_id)) if row is None else (int(row[0]), bytes(row[1]))
-        entries = []
-        for draft in drafts:
-            seq += 1
-            entry = chain_entry(node_id, seq, prev, draft)
-            entries.append(entry)
-            prev = entry.hash
-        conn.executemany(audit_rows.INSERT, [audit_rows.audit_params(e) for e in entries])
-        subjects = [p for e in entries for p in audit_rows.subject_params(e)]
-        if subjects:
-            conn.executemany(audit_rows.ROWS_INSERT, subjects)
+        entries = _chain(conn, node_id, drafts)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return entries
+
+
+async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> _T:
+    """Run ``fn(sqlite3_connection, *args)`` on ``conn``'s own thread in one hop
+    (aiosqlite has no public way; its private ``_execute`` and ``_conn`` are it),
+    instead of one hop per statement."""
+    return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-any-return]  # noqa: SLF001
 
 
 #: how long a group commit under load waits for more entries before it starts
@@ -82,32 +103,9 @@ class AuditLogStore:
 
     # ------------------------------------------------------------ appending (writer, under the lock)
 
-    async def _head(self, conn: aiosqlite.Connection) -> tuple[int, bytes]:
-        """(seq, hash) of this node's last entry; read inside each transaction, as
-        another process on the same file (``outpost sync``) may have appended."""
-        async with conn.execute(
-            "SELECT seq, hash FROM audit_entries WHERE node = ? ORDER BY seq DESC LIMIT 1", (self.node_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            async with conn.execute("SELECT seq, hash FROM audit_anchors WHERE node = ?", (self.node_id,)) as cur:
-                row = await cur.fetchone()
-        return (0, genesis(self.node_id)) if row is None else (int(row[0]), bytes(row[1]))
-
     async def _chain_audit(self, drafts: list[AuditDraft]) -> list[AuditEntry]:
         """Number, chain and insert ``drafts`` inside the caller's transaction."""
-        seq, prev = await self._head(self._w)
-        entries = []
-        for draft in drafts:
-            seq += 1
-            entry = chain_entry(self.node_id, seq, prev, draft)
-            entries.append(entry)
-            prev = entry.hash
-        await self._w.executemany(audit_rows.INSERT, [audit_rows.audit_params(e) for e in entries])
-        subjects = [p for e in entries for p in audit_rows.subject_params(e)]
-        if subjects:
-            await self._w.executemany(audit_rows.ROWS_INSERT, subjects)
-        return entries
+        return await _on_thread(self._w, _chain, self.node_id, drafts)
 
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
         """Append one entry to this node's chain; returns once it is committed."""
@@ -127,10 +125,7 @@ class AuditLogStore:
             async with self._wlock:
                 queued, self._audit_queue = self._audit_queue, []
                 try:
-                    # the whole transaction in one call on the writer's thread: one
-                    # hop from the event loop per group commit instead of seven
-                    entries = await self._w._execute(  # noqa: SLF001 - aiosqlite has no public call-in-thread
-                        _commit_audit, self._w._conn, self.node_id, [draft for draft, _ in queued])  # noqa: SLF001
+                    entries = await _on_thread(self._w, _commit, self.node_id, [draft for draft, _ in queued])
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
                     for _, future in queued:
                         if not future.done():
@@ -231,7 +226,7 @@ class AuditLogStore:
     @reads
     async def audit_head(self) -> tuple[int, bytes]:
         """(seq, hash) of this node's last entry; (0, genesis) before the first."""
-        return await self._head(self._r)
+        return await _on_thread(self._r, _head, self.node_id)
 
     @writes
     async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
@@ -249,8 +244,10 @@ class AuditLogStore:
             return [audit_rows.entry_of(r) for r in await cur.fetchall()]
 
     @reads
-    async def audit_checkpoints(self, node: str) -> list[AuditCheckpoint]:
-        async with self._r.execute(f"{audit_rows.CHECKPOINT_SELECT} WHERE node = ? ORDER BY seq", (node,)) as cur:
+    async def audit_checkpoints(self, node: str, *, after_seq: int = 0) -> list[AuditCheckpoint]:
+        """``node``'s checkpoints held here for entries after ``after_seq``, in seq order."""
+        async with self._r.execute(f"{audit_rows.CHECKPOINT_SELECT} WHERE node = ? AND seq > ? ORDER BY seq",
+                                   (node, after_seq)) as cur:
             return [audit_rows.checkpoint_of(r) for r in await cur.fetchall()]
 
     @reads
@@ -336,6 +333,12 @@ class AuditLogStore:
             (node, seq, kind, detail, at_ms),
         )
         return cur.rowcount > 0
+
+    @reads
+    async def count_audit_alerts(self) -> int:
+        async with self._r.execute("SELECT count(*) FROM audit_alerts") as cur:
+            (count,) = await cur.fetchone()  # type: ignore[misc]
+        return int(count)
 
     @reads
     async def audit_alerts(self, *, node: str | None = None, limit: int = 1_000) -> list[dict[str, Any]]:
