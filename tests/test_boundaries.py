@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import crypto
+import server.work
 import sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,9 @@ CORE = sorted(
     m.name
     for m in pkgutil.walk_packages(sync.__path__, "sync.")
     if not m.name.startswith("sync.store")
-) + ["crypto"] + sorted(m.name for m in pkgutil.walk_packages(crypto.__path__, "crypto."))
+) + ["crypto"] + sorted(m.name for m in pkgutil.walk_packages(crypto.__path__, "crypto.")) + [
+    "server.work"
+] + sorted(m.name for m in pkgutil.walk_packages(server.work.__path__, "server.work."))
 
 
 @pytest.mark.parametrize("module", CORE)
