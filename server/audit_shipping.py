@@ -52,6 +52,8 @@ class AuditShipper:
         self._signed_seq: int | None = None
         self._signed_ms: int | None = None
         self._checked_ms: int | None = None
+        #: the store's foreign-write mark at the last self-check
+        self._mark: int | None = None
         #: the last self-check's breaks (empty: whole)
         self.last_breaks: list[ChainBreak] = []
 
@@ -76,11 +78,17 @@ class AuditShipper:
         return cp
 
     async def self_check(self, *, force: bool = False) -> list[ChainBreak]:
-        """Re-read this node's whole chain (at most every ``self_check_interval_s``
-        unless ``force``); a break is also raised as an alert here."""
+        """Re-read this node's whole chain: the first time after the node opens
+        (an edit made while it was stopped), whenever another process has written
+        to its database file since the last check (an edit made while it runs),
+        and at least every ``self_check_interval_s``; or when ``force``. A break
+        is also raised as an alert here."""
         now = self.now_ms()
-        due = self._checked_ms is None or now - self._checked_ms >= self.config.self_check_interval_s * 1000
+        mark = await self.store.foreign_write_mark()
+        touched = mark != self._mark
+        due = touched or self._checked_ms is None or now - self._checked_ms >= self.config.self_check_interval_s * 1000
         if force or due:
+            self._mark = mark
             identity = self.identity_of()
             found = await verify_chain(self.store, self.store.node_id,
                                        own_key=(identity.key_version, identity.public().sign_pub))

@@ -44,8 +44,11 @@ TOKEN_ENV = "OUTPOST_ADMIN_TOKEN"
 _PRINCIPAL = "outpost.principal"
 _ACTOR = "outpost.actor"
 _NOTE = "outpost.access_note"
-#: the statuses of a refusal that gets an audit entry
-REFUSALS = frozenset({401, 403, 404, 429})
+#: the statuses of a refusal that gets an audit entry: not signed in, not allowed,
+#: not in scope, a state change that cannot happen, a rule that refuses the change
+#: (a missing consent), too many; a malformed request (400) changed nothing and
+#: named nothing, and is not an access
+REFUSALS = frozenset({401, 403, 404, 409, 422, 429})
 _ROW_ID = re.compile(ROW_ID_PATTERN)
 
 Guard = Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]  # type: ignore[type-arg]
@@ -144,8 +147,8 @@ def note_access(connection: ASGIConnection[Any, Any, Any, Any], *, fields: Itera
 
 
 async def record_refusal(exc: Exception, scope: Scope) -> None:
-    """``after_exception`` hook: append an audit entry for a refused call (401,
-    403, 404, 429) to a route with ``opt={"access": action}``. A failure to record
+    """``after_exception`` hook: append an audit entry for a refused call (one of
+    `REFUSALS`) to a route with ``opt={"access": action}``. A failure to record
     is logged; it never changes the answer."""
     handler = scope.get("route_handler")
     action = handler.opt.get("access") if handler is not None else None

@@ -77,9 +77,11 @@ class AuditConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     ``checkpoint_interval_s``: how often the node signs its chain head while it
     has new entries, whether by the timer or before a shipment, and at shutdown;
-    ``self_check_interval_s``: how often the node re-reads its whole chain
-    before shipping, to report a break in entries already shipped (0: at every
-    shipment); ``ship_limit``: entries per shipment."""
+    ``self_check_interval_s``: how often, at most, the node goes without
+    re-reading its whole chain before shipping (to report a break in entries
+    already shipped); it re-reads it anyway after it opens and whenever another
+    process wrote to its database file (0: at every shipment); ``ship_limit``:
+    entries per shipment."""
 
     checkpoint_interval_s: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
     self_check_interval_s: Annotated[float, Meta(ge=0, le=7 * 86_400)] = 600.0

@@ -174,13 +174,11 @@ class KeyAuthority:
             edits.extend(self.keyring.scope_key_edits(node, version, kem_pub, key))
         return edits
 
-    async def enroll(self, public: NodePublicKeys) -> list[str]:
+    async def enroll(self, public: NodePublicKeys, *, audit: AuditDraft | None = None) -> list[str]:
         """Record a node's public keys and send it the scope keys it is granted;
-        returns the (group/class) keys issued."""
+        returns the (group/class) keys issued. ``audit``: the entry recording the
+        enrolment, committed with the wraps it issues."""
         entry = self._entry(public.node_id)
-        await self.store.set_node_keys(
-            public.node_id, key_version=public.key_version, sign_pub=public.sign_pub, kem_pub=public.kem_pub
-        )
         classes = grants(entry, self.policy)
         edits: list[Edit] = []
         issued = []
@@ -191,14 +189,24 @@ class KeyAuthority:
                 continue
             edits.extend(self.keyring.scope_key_edits(public.node_id, public.key_version, public.kem_pub, key))
             issued.append(f"{key.group}/{key.field_class}")
+        if audit is not None:
+            audit = msgspec.structs.replace(audit, counts={**audit.counts, "issued": len(issued)})
+        # the registry change first: a failed issue leaves keys HQ can send again, never a
+        # key wrapped for a node the registry does not know by that key
+        await self.store.set_node_keys(
+            public.node_id, key_version=public.key_version, sign_pub=public.sign_pub, kem_pub=public.kem_pub,
+            audit=audit,
+        )
         await self.store.write_local(edits)
         log.info("keys.enrolled", extra={"peer": public.node_id, "key_version": public.key_version, "issued": len(issued)})
         return sorted(issued)
 
-    async def rotate_scope_key(self, group: str, field_class: str) -> RotationReport:
+    async def rotate_scope_key(self, group: str, field_class: str, *,
+                               audit: AuditDraft | None = None) -> RotationReport:
         """Replace a scope key: make the next version, send it to the group's nodes,
         re-wrap every data key under it in batches, publish the new epoch (nodes then
-        destroy the old version), and destroy the old version here."""
+        destroy the old version), and destroy the old version here. ``audit``: the
+        entry recording the rotation, committed with the new key's first wraps."""
         old = self.keystore.latest_scope_key(group, field_class)
         if old is None:
             raise NoSuchScopeKeyError(group, field_class)
@@ -206,7 +214,7 @@ class KeyAuthority:
         self.keystore.add_scope_key(new)
         self.keystore.save()
         issue = await self._issue_edits(new)
-        await self.store.write_local(issue)
+        await self.store.write_local(issue, audit=audit)
         rewrapped = await self._rewrap(group, field_class, old.version, new)  # older ones were destroyed before
         await self.store.write_local(_epoch_edits(group, field_class, new.version))
         self.keystore.drop_scope_keys_below(group, field_class, new.version)

@@ -24,6 +24,7 @@ from server.retention import Retention
 from server.sessions import Authenticator
 from server.sync_auth import signer
 from server.transport import HttpTransport
+from sync.audit import AuditDraft
 from sync.hlc import Clock
 from sync.replicator import Replicator, SyncReport
 from sync.errors import SyncError
@@ -266,8 +267,8 @@ class Node:
                                     counts={"pushed": outcome.pushed, "pulled": outcome.pulled,
                                             "conflicts": outcome.conflicts})
 
-    async def _audit_served(self, session: ServedSession) -> None:
-        await self.audit.record(session.peer, f"sync_{session.route}", role="node", collection="sync",
+    def _audit_served(self, session: ServedSession) -> AuditDraft:
+        return self.audit.draft(session.peer, f"sync_{session.route}", role="node", collection="sync",
                                 peer=session.peer, rows=session.refused_rows, counts=session.counts)
 
     async def close(self, grace_s: float = 5.0) -> None:

@@ -22,6 +22,7 @@ import msgspec
 
 from server.config import SiteConfig
 from server.purge_receipts import receipts
+from sync.audit import AuditDraft
 from sync.edits import Edit
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 
@@ -93,8 +94,10 @@ async def _rows_with(store: SqliteStore, collection: str, test: Any) -> list[dic
     return out
 
 
-async def begin(store: SqliteStore, config: SiteConfig, node_id: str) -> Offboarding:
-    """Revoke the partner's campaigns, customers, users and keys, and empty its scope."""
+async def begin(store: SqliteStore, config: SiteConfig, node_id: str, *,
+                audit: AuditDraft | None = None) -> Offboarding:
+    """Revoke the partner's campaigns, customers, users and keys, and empty its
+    scope; ``audit`` is committed with the first step (the node marked offboarding)."""
     await _partner(store, config, node_id)
     customers = await _rows_with(store, "customers", lambda r: node_id in r["partners"])
     campaigns = await _rows_with(store, "campaigns", lambda r: node_id in r["partners"])
@@ -105,7 +108,7 @@ async def begin(store: SqliteStore, config: SiteConfig, node_id: str) -> Offboar
     edits += [Edit("campaigns", r["row_id"], "partners", "remove", node_id) for r in campaigns]
     edits += [Edit("users", r["row_id"], "deleted", "set", True) for r in users]
     edits += [Edit("keys", r["row_id"], "deleted", "set", True) for r in keys]
-    await store.set_node_state(node_id, offboarding_ms=wall_clock_ms())
+    await store.set_node_state(node_id, offboarding_ms=wall_clock_ms(), audit=audit)
     for i in range(0, len(edits), _CHUNK):
         await store.write_local(edits[i : i + _CHUNK])
     report = await progress(store, config, node_id)
@@ -127,12 +130,13 @@ async def progress(store: SqliteStore, config: SiteConfig, node_id: str) -> Offb
     )
 
 
-async def retire(store: SqliteStore, config: SiteConfig, node_id: str) -> Offboarding:
+async def retire(store: SqliteStore, config: SiteConfig, node_id: str, *,
+                 audit: AuditDraft | None = None) -> Offboarding:
     """Forget the node's public keys and refuse it at the sync endpoints, once its
-    purge is confirmed (`NotPurgedYetError` before)."""
+    purge is confirmed (`NotPurgedYetError` before), with its audit entry."""
     state = await progress(store, config, node_id)
     if not state.purged:
         raise NotPurgedYetError(node_id, state.rows_held)
     if state.retired_ms is None:
-        await store.set_node_state(node_id, retired_ms=wall_clock_ms())
+        await store.set_node_state(node_id, retired_ms=wall_clock_ms(), audit=audit)
     return await progress(store, config, node_id)

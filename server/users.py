@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
 from server.passwords import PasswordCheck
+from sync.audit import AuditDraft
 from sync.edits import Edit
 from sync.ids import NodeIdStr, new_ulid
 from sync.schema import Role, Username
@@ -91,9 +92,11 @@ class UserGoneError(Exception):
         return {"collection": "users", "row_id": self.user_id}
 
 
-async def create_user(store: SqliteStore, passwords: PasswordCheck, body: UserCreate) -> dict[str, Any]:
-    """Store a new user (at HQ) with an Argon2id hash of its password; raises
-    `UsernameTakenError` or `UnknownSiteError`."""
+async def create_user(store: SqliteStore, passwords: PasswordCheck, body: UserCreate, *,
+                      audit: Callable[[str], AuditDraft] | None = None) -> dict[str, Any]:
+    """Store a new user (at HQ) with an Argon2id hash of its password, and the
+    audit entry ``audit`` makes for the new user's id in the same transaction;
+    raises `UsernameTakenError` or `UnknownSiteError`."""
     if await store.node(body.site) is None:
         raise UnknownSiteError(body.site)
     if any(not r["deleted"] for r in await store.find_rows("users", limit=10, username=body.username)):
@@ -104,7 +107,8 @@ async def create_user(store: SqliteStore, passwords: PasswordCheck, body: UserCr
         "username": body.username, "display_name": body.display_name, "role": body.role, "site": body.site,
         "team": body.team, "password_hash": password_hash,
     }
-    await store.write_local([Edit("users", row_id, k, "set", v) for k, v in values.items()])
+    await store.write_local([Edit("users", row_id, k, "set", v) for k, v in values.items()],
+                            audit=None if audit is None else audit(row_id))
     log.info("users.created", extra={"user_id": row_id, "role": body.role, "site": body.site})
     return await live_user(store, row_id)
 
@@ -116,22 +120,23 @@ async def live_user(store: SqliteStore, user_id: str) -> dict[str, Any]:
     return row
 
 
-async def set_disabled(store: SqliteStore, user_id: str, disabled: bool) -> dict[str, Any]:
-    """Disable (which also revokes every token) or enable a user."""
+async def set_disabled(store: SqliteStore, user_id: str, disabled: bool, *,
+                       audit: AuditDraft | None = None) -> dict[str, Any]:
+    """Disable (which also revokes every token) or enable a user, with its audit entry."""
     row = await live_user(store, user_id)
     edits = [Edit("users", user_id, "disabled", "set", disabled)]
     if disabled:
         edits.append(_revocation(store, row))
-    await store.write_local(edits)
+    await store.write_local(edits, audit=audit)
     log.info("users.disabled" if disabled else "users.enabled", extra={"user_id": user_id})
     return await live_user(store, user_id)
 
 
-async def revoke_tokens(store: SqliteStore, user_id: str) -> dict[str, Any]:
+async def revoke_tokens(store: SqliteStore, user_id: str, *, audit: AuditDraft | None = None) -> dict[str, Any]:
     """End every session and token of a user (lost phone, left the company):
-    they sign in again."""
+    they sign in again. ``audit``: its entry, committed with it."""
     row = await live_user(store, user_id)
-    await store.write_local([_revocation(store, row)])
+    await store.write_local([_revocation(store, row)], audit=audit)
     log.info("users.tokens revoked", extra={"user_id": user_id})
     return await live_user(store, user_id)
 

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal, NamedTuple
 
+from sync.audit import AuditDraft
 from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, RowDrop, decode_frame, encode_frame
 from sync.errors import MalformedBatchError
 from sync.protocol import acked_after, check_push, origin_checker, pull_start, require_known, validate_changes
 from sync.scope import PeerScope
-from sync.store import ReplicaStore
+from sync.store import ApplyReport, ReplicaStore
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,11 @@ class Responder:
         *,
         compress: bool = True,
         scope_for: Callable[[str], PeerScope | None] = lambda peer: None,
-        on_session: Callable[[ServedSession], Awaitable[None]] | None = None,
+        on_session: Callable[[ServedSession], AuditDraft] | None = None,
     ) -> None:
         self.store = store
-        #: told of each pull run completed with changes, and of each push (the audit log)
+        #: the audit entry of each pull run completed with changes, and of each push,
+        #: committed with what it records (the run's end, the push's merge)
         self.on_session = on_session
         self.limits = limits or Limits()
         self.compress = compress
@@ -135,9 +137,10 @@ class Responder:
         if page.more:
             self._sent[request.node] = sent
         else:
-            await store.record_served(request.node, cursor=page.cursor, sent=sent)
+            audit = None
             if self.on_session is not None and sent:
-                await self.on_session(ServedSession("pull", request.node, {"changes": sent}))
+                audit = self.on_session(ServedSession("pull", request.node, {"changes": sent}))
+            await store.record_served(request.node, cursor=page.cursor, sent=sent, audit=audit)
         log.info(
             "sync.pull served",
             extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes),
@@ -222,6 +225,17 @@ class Responder:
             origin_allowed=origin_checker(batch.node, await store.descendants(batch.node)),
         )
         acked_since, acked_through = acked_after(batch, acked_since=acked[0])
+        on_session = self.on_session
+
+        def audit(report: ApplyReport) -> AuditDraft | None:
+            if on_session is None or not batch.changes:
+                return None
+            refused_rows = sorted({batch.changes[r.index].row_id for r in report.refused})
+            return on_session(ServedSession(
+                "push", batch.node, {"changes": len(batch.changes), "applied": report.applied,
+                                     "superseded": report.superseded, "refused": len(report.refused),
+                                     "conflicts": report.conflicts}, refused_rows[:_REFUSED_ROWS_NAMED]))
+
         report = await store.apply_pushed(
             incoming,
             peer=batch.node,
@@ -230,6 +244,7 @@ class Responder:
             acked_through=acked_through,
             new_store=new_store,
             scope=scope if scope is not None and scope.rows is not None else None,
+            audit=audit,
         )
         log.info(
             "sync.push applied",
@@ -243,12 +258,6 @@ class Responder:
                 "conflicts": report.conflicts,
             },
         )
-        if self.on_session is not None and batch.changes:
-            refused_rows = sorted({batch.changes[r.index].row_id for r in report.refused})
-            await self.on_session(ServedSession(
-                "push", batch.node, {"changes": len(batch.changes), "applied": report.applied,
-                                     "superseded": report.superseded, "refused": len(report.refused),
-                                     "conflicts": report.conflicts}, refused_rows[:_REFUSED_ROWS_NAMED]))
         if report.refused and batch.node in self._pages:
             # a row the peer owes a drop for is no longer held, whatever a page not yet confirmed said
             owed = {(batch.changes[r.index].collection, batch.changes[r.index].row_id) for r in report.refused}

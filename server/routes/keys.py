@@ -130,9 +130,9 @@ async def _enroll(node: NodeDep, data: EnrollRequest, *, require_previous: bool)
             verify_signature(record.sign_pub, _b64(data.previous_signature, data.node_id), message, "rotation")
     except SignatureError:
         raise BadSignatureError(data.node_id) from None
-    issued = await node.authority.enroll(public)
-    await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=data.node_id,
-                            reason="rotate_node" if require_previous else "enroll", counts={"issued": len(issued)})
+    issued = await node.authority.enroll(public, audit=node.audit.draft(
+        OPERATOR, "key_operation", collection="keys", peer=data.node_id,
+        reason="rotate_node" if require_previous else "enroll"))
     return EnrollResult(node_id=data.node_id, key_version=data.key_version, issued=issued)
 
 
@@ -148,10 +148,9 @@ class KeyAdminController(Controller):
         and destroy the old one (nodes destroy theirs when the new epoch reaches them)."""
         if node.authority is None:
             raise WrongNodeError("rotate-scope", node.config.node_id, node.hq)
-        report = await node.authority.rotate_scope_key(data.group, data.field_class)
-        await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=data.group,
-                                fields=(data.field_class,), reason="rotate_scope")
-        return report
+        return await node.authority.rotate_scope_key(data.group, data.field_class, audit=node.audit.draft(
+            OPERATOR, "key_operation", collection="keys", peer=data.group, fields=(data.field_class,),
+            reason="rotate_scope"))
 
     @post("/rotate-node", operation_id="RotateOwnKeys", name="keys:rotate-node", status_code=200)
     async def rotate_node(self, node: NodeDep) -> NodeKeysRotated:
@@ -164,9 +163,10 @@ class KeyAdminController(Controller):
         if node.transport is None:
             raise WrongNodeError("rotate-node", node.config.node_id, "a node below HQ")
         await node.transport.post_json("/nodes/rotate", msgspec.json.encode(enroll_request(fresh, current)))
+        # HQ holds the new keys now; the entry is durable before the keystore changes
+        await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=node.config.node_id,
+                                reason="rotate_own", counts={"key_version": fresh.key_version})
         keystore.add_identity(fresh)
         keystore.drop_identities_below(current.key_version)
         keystore.save()
-        await node.audit.record(OPERATOR, "key_operation", collection="keys", peer=node.config.node_id,
-                                reason="rotate_own", counts={"key_version": fresh.key_version})
         return NodeKeysRotated(node_id=node.config.node_id, key_version=fresh.key_version)

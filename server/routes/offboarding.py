@@ -32,9 +32,9 @@ class OffboardingController(Controller):
         """Revoke the partner's campaigns, customers, users and keys; its next sync
         purges everything it holds and signs a receipt."""
         _at_hq(node)
-        report = await offboarding.begin(node.store, node.config, partner)
+        report = await offboarding.begin(node.store, node.config, partner, audit=node.audit.draft(
+            OPERATOR, "offboard", collection="nodes", peer=partner, reason="begin"))
         node.offboarding.add(partner)
-        await node.audit.record(OPERATOR, "offboard", collection="nodes", peer=partner, reason="begin")
         return report
 
     @get("/offboard", operation_id="GetOffboarding", name="partners:offboarding")
@@ -48,6 +48,5 @@ class OffboardingController(Controller):
         """Forget the partner node's keys and refuse it from now on (409 until its
         purge is confirmed)."""
         _at_hq(node)
-        report = await offboarding.retire(node.store, node.config, partner)
-        await node.audit.record(OPERATOR, "offboard", collection="nodes", peer=partner, reason="retire")
-        return report
+        return await offboarding.retire(node.store, node.config, partner, audit=node.audit.draft(
+            OPERATOR, "offboard", collection="nodes", peer=partner, reason="retire"))

@@ -16,9 +16,15 @@ from server.errors import WrongNodeError
 from server.node import Node
 from server.users import UserCreate, create_user, list_users, live_user, revoke_tokens, set_disabled
 from server.views import UserView, to_view
+from sync.audit import AuditDraft
 from sync.ids import ROW_ID_PATTERN
 
 UserIdParam = Annotated[str, Parameter(pattern=ROW_ID_PATTERN, description="user id (ULID)")]
+
+
+def _entry(node: Node, user_id: str, reason: str) -> AuditDraft:
+    """The audit entry of an operator's change to a user, committed with the change."""
+    return node.audit.draft(OPERATOR, "user_admin", collection="users", row_id=user_id, reason=reason)
 
 
 def _at_hq(node: Node, operation: str) -> None:
@@ -35,9 +41,8 @@ class UserAdminController(Controller):
         """Define a user, at HQ. The password is hashed (Argon2id) before anything
         is stored; the user replicates to the nodes of its site."""
         _at_hq(node, "users create")
-        view = to_view(UserView, await create_user(node.store, node.auth.passwords, data))
-        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=view.row_id, reason="create")
-        return view
+        return to_view(UserView, await create_user(node.store, node.auth.passwords, data,
+                                                   audit=lambda row_id: _entry(node, row_id, "create")))
 
     @get("/", operation_id="ListUsers", name="users:list")
     async def list_all(self, node: NodeDep, username: Annotated[str | None, Parameter(
@@ -55,17 +60,13 @@ class UserAdminController(Controller):
         """At HQ: the user can no longer sign in, and every token of theirs stops
         working, at once here and at their site with its next sync."""
         _at_hq(node, "users disable")
-        view = to_view(UserView, await set_disabled(node.store, user_id, True))
-        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=user_id, reason="disable")
-        return view
+        return to_view(UserView, await set_disabled(node.store, user_id, True, audit=_entry(node, user_id, "disable")))
 
     @post("/{user_id:str}/enable", operation_id="EnableUser", name="users:enable", status_code=200)
     async def enable(self, user_id: UserIdParam, node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """At HQ: the user may sign in again (tokens from before stay revoked)."""
         _at_hq(node, "users enable")
-        view = to_view(UserView, await set_disabled(node.store, user_id, False))
-        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=user_id, reason="enable")
-        return view
+        return to_view(UserView, await set_disabled(node.store, user_id, False, audit=_entry(node, user_id, "enable")))
 
     @post("/{user_id:str}/revoke-tokens", operation_id="RevokeUserTokens", name="users:revoke-tokens",
           status_code=200)
@@ -73,6 +74,4 @@ class UserAdminController(Controller):
         """At HQ: end every session and token of the user (a lost phone, say);
         they sign in again. Takes effect here at once, at their site with its next sync."""
         _at_hq(node, "users revoke-tokens")
-        view = to_view(UserView, await revoke_tokens(node.store, user_id))
-        await node.audit.record(OPERATOR, "user_admin", collection="users", row_id=user_id, reason="revoke_tokens")
-        return view
+        return to_view(UserView, await revoke_tokens(node.store, user_id, audit=_entry(node, user_id, "revoke_tokens")))

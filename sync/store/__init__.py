@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from sync.audit import AuditDraft
 from sync.changes import Change, RefusedChange, RowDrop
 from sync.edits import Edit
 from sync.hlc import Clock
@@ -179,6 +180,7 @@ class ReplicaStore(Protocol):
         acked_through: int,
         new_store: bool = False,
         scope: PeerScope | None = None,
+        audit: Callable[[ApplyReport], AuditDraft | None] | None = None,
     ) -> ApplyReport: ...
 
     async def changes_after(
@@ -203,7 +205,7 @@ class ReplicaStore(Protocol):
 
     async def set_push_cursor(self, peer: str, *, since: int, cursor: int) -> None: ...
 
-    async def record_served(self, peer: str, *, cursor: int, sent: int) -> None: ...
+    async def record_served(self, peer: str, *, cursor: int, sent: int, audit: AuditDraft | None = None) -> None: ...
 
     async def raise_seq(self, seq: int) -> None: ...
 

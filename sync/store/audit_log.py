@@ -162,6 +162,17 @@ class AuditLogStore:
             raise
         return entry, int(count), oldest
 
+    @writes
+    async def foreign_write_mark(self) -> int:
+        """SQLite's ``data_version`` on the writer connection: it changes exactly
+        when another connection has committed to the file since the last call,
+        i.e. when someone edited the database behind this node's back (the node's
+        own commits leave it as it is), so a full self-check can run only then."""
+        async with self._w.execute("PRAGMA data_version") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
     # ------------------------------------------------------------ collecting from below, forwarding up
 
     @writes

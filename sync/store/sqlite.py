@@ -25,6 +25,7 @@ transaction must never take in another's statements.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import json
@@ -32,7 +33,7 @@ import os
 import time
 import typing
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,17 @@ class SqliteStore(AuditLogStore):
 
     # ------------------------------------------------------------ writing
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One immediate transaction on the writer (the caller holds the write lock)."""
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+        await self._w.execute("COMMIT")
+
     @_writes
     async def write_local(self, edits: list[Edit], *, audit: AuditDraft | None = None) -> list[Change]:
         """Apply edits made at this node under one new stamp; returns the changes stored.
@@ -315,8 +327,10 @@ class SqliteStore(AuditLogStore):
         acked_through: int,
         new_store: bool = False,
         scope: PeerScope | None = None,
+        audit: Callable[[ApplyReport], AuditDraft | None] | None = None,
     ) -> ApplyReport:
-        """Merge a push from ``peer`` and record it as acknowledged, in one transaction.
+        """Merge a push from ``peer`` and record it as acknowledged, in one transaction
+        (with the audit entry ``audit`` makes of the report, if any).
 
         States stored here after the last complete run served to ``peer`` are ones
         it had not seen: meeting another value there counts as a conflict.
@@ -343,7 +357,7 @@ class SqliteStore(AuditLogStore):
             )
 
         return await self._apply(incoming, src=peer, link_update=acknowledge, unseen_after=unseen_after,
-                                 scope=scope)
+                                 scope=scope, audit=audit)
 
     @_writes
     async def _apply(
@@ -356,8 +370,10 @@ class SqliteStore(AuditLogStore):
         drops: list[RowDrop] = [],  # noqa: B006 - read only
         on_purge: PurgeHook | None = None,
         scope: PeerScope | None = None,
+        audit: Callable[[ApplyReport], AuditDraft | None] | None = None,
     ) -> ApplyReport:
-        """Merge ``incoming`` field by field and store the changed rows, in one transaction."""
+        """Merge ``incoming`` field by field and store the changed rows, in one
+        transaction; ``audit`` turns the report into the entry committed with it."""
         applied = superseded = conflicts = 0
         refused: list[RefusedChange] = []
         purged = 0
@@ -432,6 +448,10 @@ class SqliteStore(AuditLogStore):
             seq = await self._write(batch, seq)
             await self._set_seq_and_hlc(seq, max(max_hlc, self.clock.last))
             await link_update()
+            report = ApplyReport(applied, superseded, refused, seq, conflicts, purged)
+            draft = None if audit is None else audit(report)
+            if draft is not None:
+                await self._chain_audit([draft])
             await self._w.execute("COMMIT")
         except BaseException:
             await self._w.execute("ROLLBACK")
@@ -439,7 +459,7 @@ class SqliteStore(AuditLogStore):
         self.retired_secrets += batch.retired
         # stamps were drift-checked before the batch; only keep the clock ahead of them
         self.clock.last = max(self.clock.last, max_hlc)
-        return ApplyReport(applied, superseded, refused, seq, conflicts, purged)
+        return report
 
     async def _load_parents(self, batch: _Batch, incoming: list[Incoming]) -> None:
         """Add to ``batch`` the stored docs of the parents of the child rows in
@@ -943,14 +963,18 @@ class SqliteStore(AuditLogStore):
         )
 
     @_writes
-    async def record_served(self, peer: str, *, cursor: int, sent: int) -> None:
+    async def record_served(self, peer: str, *, cursor: int, sent: int, audit: AuditDraft | None = None) -> None:
         """Note a complete pull run served to ``peer``: it has seen every state
-        numbered up to ``cursor`` (used to count conflicts)."""
-        await self._w.execute(
-            "UPDATE links SET changes_out = changes_out + ?, last_ok_ms = ?, "
-            "served_cursor = max(served_cursor, ?) WHERE peer = ?",
-            (sent, self.clock.now_ms(), cursor, peer),
-        )
+        numbered up to ``cursor`` (used to count conflicts); with ``audit``, the
+        entry recording the run, in the same transaction."""
+        async with self._transaction():
+            await self._w.execute(
+                "UPDATE links SET changes_out = changes_out + ?, last_ok_ms = ?, "
+                "served_cursor = max(served_cursor, ?) WHERE peer = ?",
+                (sent, self.clock.now_ms(), cursor, peer),
+            )
+            if audit is not None:
+                await self._chain_audit([audit])
 
     @_writes
     async def record_link_error(self, peer: str, error: str) -> None:
@@ -973,26 +997,36 @@ class SqliteStore(AuditLogStore):
             return [NodeRecord(*row) for row in await cur.fetchall()]
 
     @_writes
-    async def set_node_keys(self, node_id: str, *, key_version: int, sign_pub: bytes, kem_pub: bytes) -> None:
-        """Record an enrolled node's public keys (its signing and key-receiving keys)."""
-        await self._w.execute(
-            "UPDATE nodes SET key_version = ?, sign_pub = ?, kem_pub = ? WHERE node_id = ?",
-            (key_version, sign_pub, kem_pub, node_id),
-        )
+    async def set_node_keys(self, node_id: str, *, key_version: int, sign_pub: bytes, kem_pub: bytes,
+                            audit: AuditDraft | None = None) -> None:
+        """Record an enrolled node's public keys (its signing and key-receiving keys),
+        with the audit entry recording it (``audit``) in the same transaction."""
+        async with self._transaction():
+            await self._w.execute(
+                "UPDATE nodes SET key_version = ?, sign_pub = ?, kem_pub = ? WHERE node_id = ?",
+                (key_version, sign_pub, kem_pub, node_id),
+            )
+            if audit is not None:
+                await self._chain_audit([audit])
 
     @_writes
     async def set_node_state(self, node_id: str, *, offboarding_ms: int | None = None,
-                             retired_ms: int | None = None) -> None:
+                             retired_ms: int | None = None, audit: AuditDraft | None = None) -> None:
         """Mark a node's offboarding begun and, later, its credentials retired: it is
         refused at the sync endpoints and nothing is wrapped for it again (its
         key-receiving key is forgotten); its signing key stays, to verify what it
-        signed before (its purge receipts)."""
-        if offboarding_ms is not None:
-            await self._w.execute("UPDATE nodes SET offboarding_ms = coalesce(offboarding_ms, ?) WHERE node_id = ?",
-                                  (offboarding_ms, node_id))
-        if retired_ms is not None:
-            await self._w.execute(
-                "UPDATE nodes SET retired_ms = ?, kem_pub = NULL WHERE node_id = ?", (retired_ms, node_id))
+        signed before (its purge receipts). ``audit``: the entry recording it, in
+        the same transaction."""
+        async with self._transaction():
+            if offboarding_ms is not None:
+                await self._w.execute(
+                    "UPDATE nodes SET offboarding_ms = coalesce(offboarding_ms, ?) WHERE node_id = ?",
+                    (offboarding_ms, node_id))
+            if retired_ms is not None:
+                await self._w.execute(
+                    "UPDATE nodes SET retired_ms = ?, kem_pub = NULL WHERE node_id = ?", (retired_ms, node_id))
+            if audit is not None:
+                await self._chain_audit([audit])
 
     @_reads
     async def descendants(self, node_id: str) -> set[str]:

@@ -31,10 +31,13 @@ def test_a_create_with_an_id_number_and_no_consent_is_refused_and_stores_nothing
     customers_before = len(d.on("hq", hq.row_ids("customers")))
     consents_before = len(d.on("hq", hq.row_ids("consents")))
     quiet(d)
-    before = d.high_seq("hq")
+    before, last = d.high_seq("hq"), d.last_event_id("hq")
     response = d.clients["hq"].post("/customers", json={**person(501), "id_number": ID, "home_branch": "branch-a"},
                                     headers=ADMIN)
     assert_consent_required(d, response, before_seq=before, row_id=None)
+    (event,) = d.events("hq", after_id=last)  # the refused change is in the audit log, without the value
+    assert (event.action, event.status, event.outcome, event.reason) == ("create", 422, "refused", "consent_required")
+    assert "id_number" in event.fields and ID not in repr(event)
     assert "id_number_consent" in response.json()["detail"], "says how to give it"
     assert len(d.on("hq", hq.row_ids("customers"))) == customers_before
     assert len(d.on("hq", hq.row_ids("consents"))) == consents_before
