@@ -10,6 +10,7 @@ Relative paths in a config (``data_dir``) are relative to the config file.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Literal
 
 import msgspec
@@ -115,6 +116,28 @@ class RetentionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     interval_s: Annotated[float, Meta(gt=0)] = 3_600.0
 
 
+#: an ISO date, ``2025-10-01``
+IsoDate = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class WorkConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The work rules at this node (server/work_rules.py, server/work/).
+
+    ``tz``: the zone of customers without their own (IANA name); ``holidays``
+    and ``working_days``: dates that are not, or are, working days against the
+    Monday-Friday week; ``sweep_interval_s``: seconds between the rule sweeps
+    (every node sweeps, offline too); ``complaint_deadline_hours`` and
+    ``complaint_warn_hours``: a complaint ticket's deadline, and how long before
+    it the ticket shows ``warning``."""
+
+    tz: Annotated[str, Meta(min_length=1, max_length=64)] = "Asia/Shanghai"
+    holidays: list[IsoDate] = []
+    working_days: list[IsoDate] = []
+    sweep_interval_s: Annotated[float, Meta(gt=0)] = 900.0
+    complaint_deadline_hours: Annotated[int, Meta(ge=1, le=24 * 90)] = 48
+    complaint_warn_hours: Annotated[int, Meta(ge=0, le=24 * 90)] = 8
+
+
 class NodeEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A node enrolled below this one (HQ's registry).
 
@@ -150,6 +173,8 @@ class SiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     #: HQ only: retention periods (`retention_periods` gives the defaults when absent)
     retention: RetentionConfig | None = None
+    #: the work rules' calendar and schedule
+    work: WorkConfig = msgspec.field(default_factory=WorkConfig)
     #: a partner's contracted campaign ids (its own copy of its registry entry's)
     campaigns: list[RowId] = []
     #: the access policy (sites/policy.toml's format), relative to this file
@@ -201,6 +226,11 @@ def load_site(path: str | Path) -> SiteConfig:
     if config.role != "hq" and config.retention is not None:
         raise ConfigError(str(path), "only HQ sets retention periods (its purges replicate to every node); "
                                      "remove this table - at `$.retention`")
+    try:
+        ZoneInfo(config.work.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(str(path), f"unknown time zone `{config.work.tz}`: use an IANA name such as "
+                                     "`Asia/Shanghai` - at `$.work.tz`") from None
     return msgspec.structs.replace(config, path=str(path.resolve()))
 
 

@@ -23,6 +23,7 @@ from server.purge_receipts import purge_hook
 from server.retention import Retention
 from server.sessions import Authenticator
 from server.sync_auth import signer
+from server.work_rules import WorkRules, calendar_of, keyring_birthdays
 from server.transport import HttpTransport
 from sync.audit import AuditDraft
 from sync.hlc import Clock
@@ -106,6 +107,12 @@ class Node:
         periods = config.retention_periods
         #: HQ only: purges expired results and closed tasks (server/retention.py)
         self.retention = Retention(store, self.audit, periods) if periods is not None else None
+        #: the work rules' calendar (server/work/calendar.py) and the sweep every node runs
+        self.calendar = calendar_of(config.work)
+        self.work_rules = WorkRules(
+            store, self.audit, self.calendar, birthday_of=keyring_birthdays(self.keyring),
+            scope=None if config.role == "hq" else policy.node_scope(config), interval_s=config.work.sweep_interval_s,
+        )
         self.responder = Responder(
             store,
             Limits(
@@ -143,6 +150,7 @@ class Node:
         self._steward_task: asyncio.Task[None] | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._work_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, config: SiteConfig, passphrase: str) -> Node:
@@ -178,6 +186,8 @@ class Node:
         self.policy = policy
         if self.authority is not None:
             self.authority.policy = policy
+        if self.config.role != "hq":
+            self.work_rules.scope = policy.node_scope(self.config)
         log.info("policy.reloaded", extra={"roles": len(policy.roles)})
         return policy
 
@@ -196,6 +206,12 @@ class Node:
         the background until `close` (no-op at any other node)."""
         if self.retention is not None and self._retention_task is None:
             self._retention_task = asyncio.create_task(self.retention.run(self._stop))
+
+    def start_work_rules(self) -> None:
+        """Sweep the work rules now and every ``[work] sweep_interval_s``, in the
+        background until `close` (every node, offline too)."""
+        if self._work_task is None:
+            self._work_task = asyncio.create_task(self.work_rules.run(self._stop))
 
     def start_audit_checkpoints(self) -> None:
         """Sign the audit chain's head every ``audit.checkpoint_interval_s`` while it moves."""
@@ -275,7 +291,8 @@ class Node:
         """Stop syncing and purging (a round or batch in flight gets ``grace_s`` to
         finish; an apply cut short rolls back whole) and close the store."""
         self._stop.set()
-        for task in (self._loop_task, self._steward_task, self._checkpoint_task, self._retention_task):
+        for task in (self._loop_task, self._steward_task, self._checkpoint_task, self._retention_task,
+                     self._work_task):
             if task is not None:
                 try:
                     await asyncio.wait_for(task, grace_s)

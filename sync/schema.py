@@ -43,7 +43,7 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
@@ -64,6 +64,10 @@ Text256 = Annotated[str, Meta(max_length=256)]
 UserRef = Annotated[str, Meta(min_length=1, max_length=64)]
 TimeMs = Annotated[int, Meta(ge=0, le=(1 << 48) - 1, description="Unix time in milliseconds")]
 Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+#: an IANA time-zone name (``Asia/Shanghai``); checked against tzdata where it is used
+TimeZoneName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")]
+#: the work rule that made a task (server/work/): ``care_cadence``, ``birthday_care``, ...
+RuleName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
 #: AES-256-GCM sealed value (version byte, nonce, ciphertext, tag); see crypto/.
 SealedBytes = Annotated[bytes, Meta(max_length=16_384)]
 
@@ -196,6 +200,13 @@ class Customer(msgspec.Struct, kw_only=True):
     identity_key: _row_key("identity") = None
     address_key: _row_key("address") = None
     profile_key: _row_key("profile") = None
+    #: the customer's local time zone (calling windows, days, birthdays); None:
+    #: the node's ``[work] tz``
+    tz: Annotated[TimeZoneName | None, _m("lww")] = None
+    #: the star level the work rules last acted on: a ``star_level`` above it is a
+    #: promotion (server/work/cadence.py), and when the rules saw it
+    star_seen: Annotated[Annotated[int, Meta(ge=0, le=7)] | None, _m("lww")] = None
+    promoted_at_ms: Annotated[TimeMs | None, _m("lww")] = None
     deleted: Deleted = False
 
 
@@ -214,6 +225,16 @@ class Task(msgspec.Struct, kw_only=True):
     attempts: Annotated[int, _m("counter", ge=0)] = 0
     category: Annotated[Text64 | None, _m("lww")] = None
     first_responder: Annotated[UserRef | None, _m("lww")] = None
+    #: the work rule that made the task (None: made by a person)
+    rule: Annotated[RuleName | None, _m("lww")] = None
+    #: when the task was opened (complaints: the 30-day repeat window counts from it)
+    created_at_ms: Annotated[TimeMs | None, _m("lww")] = None
+    #: the work order a revisit follows up (installation or repair), and when it was returned
+    order_ref: Annotated[Text64 | None, _m("lww")] = None
+    returned_at_ms: Annotated[TimeMs | None, _m("lww")] = None
+    #: a repeat complaint: the earlier complaint ticket of the same customer and
+    #: category within 30 days
+    repeat_of: Annotated[RowId | None, _m("lww")] = None
     deleted: Deleted = False
 
 

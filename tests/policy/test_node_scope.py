@@ -141,7 +141,7 @@ def test_partner_campaigns_come_from_its_config_unless_given(policy: Policy) -> 
 
 
 def test_partner_gets_name_and_phone_and_never_identity_address_or_lookups(partner: NodeScope) -> None:
-    assert partner.fields["customers"] == {"name", "phone", "star_level", "status", "suppression", "partners", "deleted"}
+    assert partner.fields["customers"] == {"name", "phone", "star_level", "status", "suppression", "partners", "tz", "deleted"}
     absent = {"id_number", "address", "birthday", "employer", "second_contact", "email", "notes", "home_branch",
               "phone_index", "id_number_index", "assigned_agent", "account_manager", "arpu_fen"}
     assert not partner.fields["customers"] & absent
