@@ -28,6 +28,7 @@ from server.routes.purge_receipts import PurgeReceiptController
 from server.routes.retention import RetentionController
 from server.routes.sync import SyncController, SyncNowController
 from server.routes.users import UserAdminController
+from server.routes.work import ComplaintController, CustomerWorkController, InboxController, TaskController
 
 API_VERSION = "0.1.0"
 
@@ -60,7 +61,8 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
     return Litestar(
         # the customers API takes users and the operator (server/access.py)
         route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
-                        CustomerController, ConsentController, AuditController, operator],
+                        CustomerController, ConsentController, AuditController, InboxController, TaskController,
+                        ComplaintController, CustomerWorkController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

@@ -47,6 +47,15 @@ from server.sessions import (
     TooManyAttemptsError,
 )
 from server.users import UnknownSiteError, UserGoneError, UsernameTakenError
+from server.work.errors import ComplaintStateError, NotAComplaintError, NotTicketOwnerError
+from server.work_errors import (
+    BadCursorError,
+    BadTimeError,
+    CallRefusedError,
+    TaskClosedError,
+    TaskKindError,
+    UnknownUserError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +175,15 @@ STATUS[SyncAuthError] = 403
 STATUS[ConsentRequiredError] = 422
 STATUS[ConsentTimeError] = 422
 STATUS[CustomerDeletedError] = 409
+STATUS[BadCursorError] = 400
+STATUS[CallRefusedError] = 409
+STATUS[TaskClosedError] = 409
+STATUS[ComplaintStateError] = 409
+STATUS[NotTicketOwnerError] = 403
+STATUS[NotAComplaintError] = 422
+STATUS[BadTimeError] = 422
+STATUS[UnknownUserError] = 422
+STATUS[TaskKindError] = 422
 
 
 def status_of(exc: Exception) -> int:

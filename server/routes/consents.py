@@ -94,21 +94,8 @@ class ConsentController(Controller):
         write; a marketing consent given again takes it off (and only it). Answers
         the customer's consents as `GetConsents` does."""
         note_access(request, purpose=data.purpose)
-        customer = await _row_in_scope(node, actor, row_id)
-        check_record(node.policy, actor, data.purpose, row_id)
-        if customer["deleted"]:
-            raise CustomerDeletedError(row_id)
-        now_ms = node.store.clock.now_ms()
-        at_ms = consent_time(data.at_ms, now_ms=now_ms, max_ahead_ms=node.config.sync.max_drift_ms)
-        held = await consent_records(node.store, row_id)
-        new = record_row(new_ulid(now_ms, os.urandom(10)), row_id, purpose=data.purpose, granted=data.granted,
-                         channel=data.channel, at_ms=at_ms, recorded_by=actor.id, site=node.config.node_id)
-        suppression = suppression_edits(customer, held, new)
-        await node.store.write_local(record_edits(new) + suppression, audit=node.audit.draft(
-            actor, "consent", row_id=row_id, fields=("suppression",) if suppression else (), purpose=data.purpose,
-            reference=new["row_id"], reason="granted" if data.granted else "withdrawn"))
-        after = await node.store.read_row(CUSTOMERS, row_id)
-        return _history(node, actor, after or customer, await consent_records(node.store, row_id))
+        return await record_consent(node, actor, row_id, purpose=data.purpose, granted=data.granted,
+                                    channel=data.channel, at_ms=None if data.at_ms is msgspec.UNSET else data.at_ms)
 
     @get("/{row_id:str}/consents", operation_id="GetConsents", name="consents:list", security=ACCESS_SECURITY,
          opt={"access": "read_consents"})
@@ -122,6 +109,28 @@ class ConsentController(Controller):
         history = _history(node, actor, customer, await consent_records(node.store, row_id))
         await node.audit.record(actor, "read_consents", row_id=row_id)
         return history
+
+
+async def record_consent(node: Node, actor: Actor, row_id: str, *, purpose: str, granted: bool, channel: str,
+                         at_ms: int | None, reference: str | None = None) -> ConsentHistory:
+    """Record one consent event of the customer ``row_id`` (and the suppression
+    it changes) in one write with its audit entry; answers the history."""
+    customer = await _row_in_scope(node, actor, row_id)
+    check_record(node.policy, actor, purpose, row_id)
+    if customer["deleted"]:
+        raise CustomerDeletedError(row_id)
+    now_ms = node.store.clock.now_ms()
+    at = consent_time(msgspec.UNSET if at_ms is None else at_ms, now_ms=now_ms,
+                      max_ahead_ms=node.config.sync.max_drift_ms)
+    held = await consent_records(node.store, row_id)
+    new = record_row(new_ulid(now_ms, os.urandom(10)), row_id, purpose=purpose, granted=granted,
+                     channel=channel, at_ms=at, recorded_by=actor.id, site=node.config.node_id)
+    suppression = suppression_edits(customer, held, new)
+    await node.store.write_local(record_edits(new) + suppression, audit=node.audit.draft(
+        actor, "consent", row_id=row_id, fields=("suppression",) if suppression else (), purpose=purpose,
+        reference=reference or new["row_id"], reason="granted" if granted else "withdrawn"))
+    after = await node.store.read_row(CUSTOMERS, row_id)
+    return _history(node, actor, after or customer, await consent_records(node.store, row_id))
 
 
 def _history(node: Node, actor: Actor, customer: dict[str, Any], records: list[dict[str, Any]]) -> ConsentHistory:

@@ -1099,6 +1099,36 @@ class SqliteStore(AuditLogStore):
             rows = await cur.fetchall()
         return [(r[0], _materialize(spec.columns.values(), names, r[1:])) for r in rows]
 
+    @_reads
+    async def work_queue(
+        self, *, limit: int, after: tuple[int, int, str] | None = None, statuses: tuple[str, ...] = (),
+        due_before: int | None = None, priority_max: int | None = None, **equals: Any,
+    ) -> list[dict[str, Any]]:
+        """Live tasks matching ``equals`` (as in `find_rows`), in work order: due
+        time (none last), then priority (0 first), then row id; keyset-paged
+        after the (due key, priority, row id) of the last one read."""
+        spec = COLLECTIONS["tasks"]
+        names = ["row_id", *spec.columns]
+        where, params = _where(spec, {"deleted": False, **equals})
+        if statuses:
+            where += " AND status IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(statuses)))
+        if due_before is not None:
+            where += " AND due_at_ms < ?"
+            params.append(due_before)
+        if priority_max is not None:
+            where += " AND priority <= ?"
+            params.append(priority_max)
+        if after is not None:
+            where += " AND (coalesce(due_at_ms, ?), priority, row_id) > (?, ?, ?)"
+            params += [NO_DUE, *after]
+        async with self._r.execute(
+            f"SELECT {', '.join(names)} FROM tasks WHERE {where} "
+            f"ORDER BY coalesce(due_at_ms, ?), priority, row_id LIMIT ?", (*params, NO_DUE, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_materialize(spec.columns.values(), names, r) for r in rows]
+
     @_writes
     async def index_live_rows(self, collection: str, column: str) -> str:
         """Index the live (not deleted) rows of ``collection`` by ``column``, then
@@ -1501,6 +1531,10 @@ def _materialize(columns: Iterable[Column], names: list[str], row: Any) -> dict[
 async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
     async with conn.execute("SELECT key, value FROM meta") as cur:
         return dict(await cur.fetchall())
+
+
+#: the sort key of a task without a due time: after every real one
+NO_DUE = (1 << 48) - 1
 
 
 def wall_clock_ms() -> int:

@@ -57,6 +57,13 @@ def _reveal(username: str, key: str, field: str) -> Call:
     return call
 
 
+def _card(username: str | None, key: str) -> Call:
+    def call(d: AccessDeployment) -> tuple[str, Callable[[], httpx.Response]]:
+        node, headers = _who(d, username)
+        return node, lambda: d.clients[node].get(f"/customers/{d.customers[key].row_id}/card", headers=headers)
+    return call
+
+
 def _update(key: str) -> Call:
     def call(d: AccessDeployment) -> tuple[str, Callable[[], httpx.Response]]:
         body = {"star_level": d.customers[key].body["star_level"]}  # what is there already
@@ -90,6 +97,7 @@ RETURNS_PII: dict[str, list[Call]] = {
     "UpdateCustomer": [_update("a_other"), _update("b")],
     "CreateCustomer": [_create],
     "ExportCustomer": [_export],
+    "GetCustomerCard": [_card(None, "a_team"), _card("agent", "a_team"), _card("supervisor", "a_other")],
 }
 
 
@@ -145,6 +153,20 @@ NO_PII: dict[str, Call] = {
     "DisableUser": _plain("POST", "/users/unknown-user/disable"),
     "EnableUser": _plain("POST", "/users/unknown-user/enable"),
     "RevokeUserTokens": _plain("POST", "/users/unknown-user/revoke-tokens"),
+    # the work API: tasks, results and tickets carry ids and codes, never personal values
+    "GetInbox": _plain("GET", "/work/inbox", auth="agent", node="branch-a"),
+    "GetTeamWork": _plain("GET", "/work/team", auth="supervisor", node="branch-a"),
+    "CreateTask": _plain("POST", "/tasks", json_body={"bogus": 1}, node="branch-a"),
+    "ChangeTask": _plain("PATCH", "/tasks/01JD0QK2M6X3Z1V9A8B7C6D5Q9", json_body={"priority": 1}, node="branch-a"),
+    "RecordResult": _plain("POST", "/tasks/01JD0QK2M6X3Z1V9A8B7C6D5Q9/results", json_body={}, node="branch-a"),
+    "PlaceCall": _plain("POST", "/tasks/01JD0QK2M6X3Z1V9A8B7C6D5Q9/call", node="branch-a"),
+    "OpenComplaint": _plain("POST", "/complaints", json_body={"bogus": 1}, node="branch-a"),
+    "HandOverComplaint": _plain("POST", "/complaints/01JD0QK2M6X3Z1V9A8B7C6D5Q9/hand-over",
+                                json_body={"to": "x"}, node="branch-a"),
+    "ArchiveComplaint": _plain("POST", "/complaints/01JD0QK2M6X3Z1V9A8B7C6D5Q9/archive", node="branch-a"),
+    "ScheduleCallback": _plain("POST", "/customers/{customer}/callbacks", json_body={"at_ms": 1}, node="branch-a"),
+    # a_team is on refused_marketing already: this changes nothing else tests see
+    "RefuseMarketing": _plain("POST", "/customers/{customer}/refuse-marketing", json_body={"channel": "phone"}),
 }
 
 

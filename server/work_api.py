@@ -1,0 +1,474 @@
+"""The work API's logic (server/routes/work.py is its edge): a user's inbox, the
+customer card, recording results, placing calls, callbacks, complaint tickets,
+refusals of marketing, supervisors' views.
+
+Who sees what is the access policy's (sites/policy.toml): a task the caller's
+row scope does not admit answers 404 as one that does not exist; a change
+naming a field the role may not write is a 403 naming the fields, and nothing
+changes. What a change causes is the work rules' (server/work/): a recorded
+result's retries, suppression and callbacks commit in the same transaction as
+the result, with its audit entry. Plain functions, no web framework.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from server.access import CUSTOMERS, Actor, FieldsNotWritableError, OutOfScopeError, admits, project_customer
+from server.errors import NotFoundError
+from server.work_errors import (
+    BadCursorError,
+    BadTimeError,
+    CallRefusedError,
+    TaskClosedError,
+    TaskKindError,
+    UnknownUserError,
+)
+from server.node import Node
+from server.work.calendar import DAY_MS, WorkCalendar
+from server.work.complaints import archive_complaint, deadline_state, hand_over, open_complaint
+from server.work.offer import offer_check
+from server.work.outcomes import callback_edits, result_edits
+from server.work.tasks import CLOSED, REVISIT_KINDS, advance, new_task, revisit_task
+from server.work_views import (
+    AgentLoad,
+    CallPermit,
+    ComplaintView,
+    CustomerCard,
+    InboxCustomer,
+    InboxItem,
+    InboxPage,
+    Offer,
+    ResultRecorded,
+    ResultView,
+    ResultWrite,
+    TaskChange,
+    TaskCreate,
+    TaskView,
+    TeamWork,
+)
+from sync.edits import Edit
+from sync.ids import new_ulid
+from sync.store.sqlite import NO_DUE, wall_clock_ms
+
+TASKS, RESULTS = "tasks", "results"
+OPEN_STATUSES = ("open", "assigned", "in_progress")
+#: results shown on a card
+HISTORY = 20
+#: a callback this far ahead at most
+CALLBACK_HORIZON_MS = 90 * DAY_MS
+#: refusals the inbox leaves out: the task is not to be offered at all
+NOT_OFFERED = frozenset({"suppressed", "max_attempts", "closed"})
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def calendar_of(node: Node) -> WorkCalendar:
+    work = node.config.work
+    return WorkCalendar(tz=work.tz, holidays=frozenset(work.holidays), working_days=frozenset(work.working_days))
+
+
+def _task_view(node: Node, actor: Actor, row: Mapping[str, Any]) -> Any:
+    values = {k: v for k, v in row.items() if k in TaskView.__struct_fields__}
+    if actor.user is not None:
+        values = node.policy.view(actor.user.role, TASKS, values) | {"row_id": row["row_id"]}
+    return TaskView(**values)
+
+
+def _result_view(node: Node, actor: Actor, row: Mapping[str, Any]) -> Any:
+    values = {k: v for k, v in row.items() if k in ResultView.__struct_fields__}
+    if actor.user is not None:
+        values = node.policy.view(actor.user.role, RESULTS, values) | {"row_id": row["row_id"]}
+    return ResultView(**values)
+
+
+def _admits(node: Node, actor: Actor, collection: str, row: Mapping[str, Any]) -> bool:
+    return actor.user is None or node.policy.admits_row(actor.user, collection, row)
+
+
+def check_writes(node: Node, actor: Actor, collection: str, fields: Iterable[str]) -> None:
+    """403 naming the fields of ``collection`` the caller's role may not write."""
+    if actor.user is None:
+        return
+    allowed = node.policy.writable_fields(actor.user.role, collection)
+    refused = sorted(set(fields) - allowed)
+    if refused:
+        raise FieldsNotWritableError(collection, refused, actor.user.role)
+
+
+async def task_in_scope(node: Node, actor: Actor, task_id: str) -> dict[str, Any]:
+    row = await node.store.read_row(TASKS, task_id)
+    if row is None or row["deleted"]:
+        raise NotFoundError(TASKS, task_id)
+    if not _admits(node, actor, TASKS, row):
+        raise OutOfScopeError(TASKS, task_id)
+    return row
+
+
+async def customer_in_scope(node: Node, actor: Actor, customer_id: str) -> dict[str, Any]:
+    row = await node.store.read_row(CUSTOMERS, customer_id)
+    if row is None or row["deleted"]:
+        raise NotFoundError(CUSTOMERS, customer_id)
+    if not admits(node.policy, actor, row):
+        raise OutOfScopeError(CUSTOMERS, customer_id)
+    return row
+
+
+async def _campaign(node: Node, task: Mapping[str, Any]) -> dict[str, Any] | None:
+    campaign_id = task.get("campaign_id")
+    return None if campaign_id is None else await node.store.read_row("campaigns", campaign_id)
+
+
+async def _results_of(node: Node, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    ids = sorted(set(customer_ids))
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        for row in await node.store.find_rows(RESULTS, limit=100_000, customer_id=ids, deleted=False):
+            out[row["customer_id"]].append(row)
+    return out
+
+
+async def _user_known(node: Node, user_id: str) -> bool:
+    row = await node.store.read_row("users", user_id)
+    return row is not None and not row["deleted"] and not row["disabled"] and row["username"] is not None
+
+
+def _edits_rows(edits: Iterable[Edit], collection: str) -> list[str]:
+    return sorted({e.row_id for e in edits if e.collection == collection})
+
+
+# ---------------------------------------------------------------- cursors
+
+
+_cursor_codec = msgspec.msgpack.Encoder()
+_page_decoder = msgspec.msgpack.Decoder(tuple[str, int, int, str])
+_delta_decoder = msgspec.msgpack.Decoder(tuple[str, int])
+
+
+def _encode(value: object) -> str:
+    return base64.urlsafe_b64encode(_cursor_codec.encode(value)).decode().rstrip("=")
+
+
+def _decode(token: str, decoder: msgspec.msgpack.Decoder[Any], parameter: str, store_id: str) -> Any:
+    try:
+        value = decoder.decode(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise BadCursorError(parameter, "malformed") from None
+    if value[0] != store_id:
+        raise BadCursorError(parameter, "given by another store of this node")
+    return value
+
+
+# ---------------------------------------------------------------- inbox
+
+
+async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int | None, priority_max: int | None,
+                limit: int, cursor: str | None, since: str | None, now_ms: int | None = None) -> InboxPage:
+    """The caller's open tasks in work order, each with whether its call may be
+    placed now; tasks the rules do not offer (suppressed customer, attempts used
+    up) are left out. With ``since``: the caller's tasks changed after it."""
+    assert actor.user is not None
+    now = wall_clock_ms() if now_ms is None else now_ms
+    store = node.store
+    me = actor.user.user_id
+    equals: dict[str, Any] = {"assignee": me}
+    if kind is not None:
+        equals["kind"] = kind
+    delta = _encode((store.store_id, await store.high_seq()))
+    if since is not None:
+        _, after_seq = _decode(since, _delta_decoder, "since", store.store_id)
+        changed = await store.rows_after(TASKS, after_seq, limit=limit, **equals)
+        rows = [row for _, row in changed]
+        if len(changed) == limit:  # more changed than a page: resume after the last one read
+            delta = _encode((store.store_id, changed[-1][0]))
+        items, removed = await _offer(node, actor, rows, now)
+        return InboxPage(items=items, delta=delta, removed=removed)
+    after = None
+    if cursor is not None:
+        _, due, priority, row_id = _decode(cursor, _page_decoder, "cursor", store.store_id)
+        after = (due, priority, row_id)
+    rows = await store.work_queue(limit=limit, after=after, statuses=OPEN_STATUSES, due_before=due_before,
+                                  priority_max=priority_max, **equals)
+    items, _ = await _offer(node, actor, rows, now)
+    following = None
+    if len(rows) == limit:
+        last = rows[-1]
+        following = _encode((store.store_id, last["due_at_ms"] if last["due_at_ms"] is not None else NO_DUE,
+                             last["priority"], last["row_id"]))
+    return InboxPage(items=items, next=following, delta=delta)
+
+
+async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
+                 now_ms: int) -> tuple[list[InboxItem], list[str]]:
+    """The tasks to offer, with whether their calls may be placed now, and the
+    ids of those not to offer (closed, out of scope, suppressed, used up)."""
+    customers = {r["row_id"]: r for r in await node.store.find_rows(
+        CUSTOMERS, limit=len(tasks) + 1, row_id=sorted({t["customer_id"] for t in tasks if t["customer_id"]}))}
+    results = await _results_of(node, customers)
+    campaigns: dict[str, dict[str, Any] | None] = {}
+    calendar = calendar_of(node)
+    items: list[InboxItem] = []
+    removed: list[str] = []
+    for task in tasks:
+        customer = customers.get(task["customer_id"] or "")
+        if customer is None or not _admits(node, actor, TASKS, task) or not admits(node.policy, actor, customer):
+            removed.append(task["row_id"])
+            continue
+        campaign_id = task["campaign_id"]
+        if campaign_id is not None and campaign_id not in campaigns:
+            campaigns[campaign_id] = await node.store.read_row("campaigns", campaign_id)
+        refusal = offer_check(task, customer, campaigns.get(campaign_id) if campaign_id else None,
+                              results.get(customer["row_id"], ()), now_ms=now_ms, calendar=calendar)
+        if task["deleted"] or task["status"] in CLOSED or (refusal is not None and refusal.code in NOT_OFFERED):
+            removed.append(task["row_id"])
+            continue
+        offer = Offer(available=True) if refusal is None else Offer(
+            available=False, code=refusal.code, available_at_ms=refusal.retry_at_ms)  # type: ignore[arg-type]
+        items.append(InboxItem(
+            task=_task_view(node, actor, task), offer=offer,
+            customer=InboxCustomer(row_id=customer["row_id"], star_level=customer["star_level"],
+                                   segment=customer["segment"], tz=customer.get("tz")),
+        ))
+    return items, removed
+
+
+# ---------------------------------------------------------------- the card
+
+
+async def card(node: Node, actor: Actor, customer_id: str, purpose: str | None) -> CustomerCard:
+    """The customer as the caller may see it, its open tasks and latest results
+    the caller may see; one audit entry naming the fields shown."""
+    row = await customer_in_scope(node, actor, customer_id)
+    seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row))
+    tasks = [t for t in await node.store.find_rows(TASKS, limit=1_000, customer_id=customer_id, deleted=False)
+             if t["status"] in OPEN_STATUSES and _admits(node, actor, TASKS, t)]
+    tasks.sort(key=lambda t: (t["due_at_ms"] if t["due_at_ms"] is not None else NO_DUE, t["priority"], t["row_id"]))
+    results = [r for r in await node.store.find_rows(RESULTS, limit=10_000, customer_id=customer_id, deleted=False)
+               if _admits(node, actor, RESULTS, r)]
+    results.sort(key=lambda r: (r["recorded_at_ms"] or 0, r["row_id"]), reverse=True)
+    if seen.shown or seen.masked:
+        await node.audit.record(actor, "read", row_id=customer_id, shown=seen.shown, masked=seen.masked,
+                                purpose=purpose)
+    return CustomerCard(customer=seen.view, open_tasks=[_task_view(node, actor, t) for t in tasks],
+                        history=[_result_view(node, actor, r) for r in results[:HISTORY]])
+
+
+# ---------------------------------------------------------------- results and calls
+
+
+async def record_result(node: Node, actor: Actor, task_id: str, body: ResultWrite) -> ResultRecorded:
+    """Store a result of ``task_id`` and what the work rules make of it, in one
+    transaction with its audit entry."""
+    task = await task_in_scope(node, actor, task_id)
+    customer = await customer_in_scope(node, actor, task["customer_id"])
+    if task["status"] in CLOSED and task["kind"] != "complaint":
+        raise TaskClosedError(task_id, task["status"], "take a result")
+    now = wall_clock_ms()
+    drift = node.config.sync.max_drift_ms
+    at = now if body.recorded_at_ms is None else body.recorded_at_ms
+    if at > now + drift:
+        raise BadTimeError("recorded_at_ms", "is in the future")
+    if body.callback_at_ms is not None and not now - drift <= body.callback_at_ms <= now + CALLBACK_HORIZON_MS:
+        raise BadTimeError("callback_at_ms", "must be in the future, within 90 days")
+    result_id = new_ulid(now, os.urandom(10))
+    values = {
+        "task_id": task_id, "customer_id": customer["row_id"], "outcome": body.outcome, "duration_s": body.duration_s,
+        "callback_at_ms": body.callback_at_ms, "order_id": body.order_id, "satisfaction": body.satisfaction,
+        "refusal_reason": body.refusal_reason, "agent": actor.id, "site": node.config.node_id, "recorded_at_ms": at,
+    }
+    values = {k: v for k, v in values.items() if v is not None}
+    check_writes(node, actor, RESULTS, values)
+    history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
+    rules = result_edits(result_id, values, task, customer, await _campaign(node, task), history, now_ms=now,
+                         calendar=calendar_of(node), site=node.config.node_id)
+    edits = [Edit(RESULTS, result_id, k, "set", v) for k, v in sorted(values.items())] + rules
+    follow_ups = [r for r in _edits_rows(rules, TASKS) if r != task_id]
+    await node.store.write_local(edits, audit=node.audit.draft(
+        actor, "record_result", collection=RESULTS, row_id=customer["row_id"], reference=result_id,
+        fields=sorted(values), reason=body.outcome or "visit",
+        counts={"follow_ups": len(follow_ups)} if follow_ups else None))
+    stored = await node.store.read_row(RESULTS, result_id)
+    after = await node.store.read_row(TASKS, task_id)
+    made = [await node.store.read_row(TASKS, r) for r in follow_ups]
+    assert stored is not None and after is not None
+    return ResultRecorded(result=_result_view(node, actor, stored), task=_task_view(node, actor, after),
+                          follow_ups=[_task_view(node, actor, t) for t in made if t is not None])
+
+
+async def place_call(node: Node, actor: Actor, task_id: str) -> CallPermit:
+    """Check the work rules again as the call is placed (suppression may have
+    arrived since the task was offered, the day's attempts may be used up
+    elsewhere) and mark the task in progress; `CallRefusedError` otherwise."""
+    task = await task_in_scope(node, actor, task_id)
+    customer = await customer_in_scope(node, actor, task["customer_id"])
+    now = wall_clock_ms()
+    history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
+    refusal = offer_check(task, customer, await _campaign(node, task), history, now_ms=now,
+                          calendar=calendar_of(node))
+    if refusal is not None:
+        await node.audit.refused(actor.id, actor.role, "call", status=409, reason=refusal.code, collection=TASKS,
+                                 row_id=customer["row_id"], reference=task_id)
+        raise CallRefusedError(task_id, refusal.code, refusal.detail, refusal.retry_at_ms)
+    edits = advance(task, "in_progress")
+    check_writes(node, actor, TASKS, {e.field for e in edits})
+    await node.store.write_local(edits, audit=node.audit.draft(actor, "call", collection=TASKS,
+                                                               row_id=customer["row_id"], reference=task_id))
+    return CallPermit(task_id=task_id, customer_id=customer["row_id"],
+                      status="in_progress" if edits else task["status"])
+
+
+async def schedule_callback(node: Node, actor: Actor, customer_id: str, at_ms: int, kind: str) -> Any:
+    customer = await customer_in_scope(node, actor, customer_id)
+    now = wall_clock_ms()
+    if not now <= at_ms <= now + CALLBACK_HORIZON_MS:
+        raise BadTimeError("at_ms", "must be in the future, within 90 days")
+    edits = callback_edits(customer, at_ms, by=actor.user.user_id if actor.user else None,
+                           site=node.config.node_id, now_ms=now, kind=kind)
+    check_writes(node, actor, TASKS, {e.field for e in edits})
+    [task_id] = _edits_rows(edits, TASKS)
+    await node.store.write_local(edits, audit=node.audit.draft(actor, "callback", collection=TASKS,
+                                                               row_id=customer_id, reference=task_id))
+    return _task_view(node, actor, await node.store.read_row(TASKS, task_id) or {})
+
+
+# ---------------------------------------------------------------- tasks
+
+
+async def create_task(node: Node, actor: Actor, body: TaskCreate) -> Any:
+    customer = await customer_in_scope(node, actor, body.customer_id)
+    if body.kind == "complaint":
+        raise TaskKindError(body.kind, "is a ticket: open it at /complaints")
+    if body.assignee is not None and not await _user_known(node, body.assignee):
+        raise UnknownUserError("assignee", body.assignee)
+    now = wall_clock_ms()
+    if body.kind in REVISIT_KINDS:
+        if body.order_ref is None or body.returned_at_ms is None:
+            raise TaskKindError(body.kind, "names its work order: give `order_ref` and `returned_at_ms`")
+        edits = revisit_task(body.order_ref, customer["row_id"], body.kind, body.returned_at_ms,
+                             site=node.config.node_id, now_ms=now, assignee=body.assignee)
+    else:
+        edits = new_task(new_ulid(now, os.urandom(10)), customer_id=customer["row_id"], kind=body.kind,
+                         assignee=body.assignee, site=node.config.node_id,
+                         status="assigned" if body.assignee else "open", due_at_ms=body.due_at_ms,
+                         campaign_id=body.campaign_id, created_at_ms=now)
+        edits.append(Edit(TASKS, edits[0].row_id, "priority", "set", body.priority))
+    check_writes(node, actor, TASKS, {e.field for e in edits})
+    [task_id] = _edits_rows(edits, TASKS)
+    await node.store.write_local(edits, audit=node.audit.draft(
+        actor, "create_task", collection=TASKS, row_id=customer["row_id"], reference=task_id,
+        fields=sorted({e.field for e in edits}), reason=body.kind))
+    task = await node.store.read_row(TASKS, task_id)
+    if task is None or not _admits(node, actor, TASKS, task):
+        raise OutOfScopeError(TASKS, task_id)  # written, but outside what the caller sees
+    return _task_view(node, actor, task)
+
+
+async def change_task(node: Node, actor: Actor, task_id: str, body: TaskChange) -> Any:
+    task = await task_in_scope(node, actor, task_id)
+    if task["status"] in CLOSED:
+        raise TaskClosedError(task_id, task["status"], "be reassigned or rescheduled")
+    if task["kind"] == "complaint" and body.assignee is not msgspec.UNSET:
+        raise TaskKindError("complaint", "changes hands at /complaints/{id}/hand-over, where ownership is kept")
+    changes = {k: getattr(body, k) for k in body.__struct_fields__ if getattr(body, k) is not msgspec.UNSET}
+    if "assignee" in changes and not await _user_known(node, changes["assignee"]):
+        raise UnknownUserError("assignee", changes["assignee"])
+    edits = [Edit(TASKS, task_id, k, "set", v) for k, v in sorted(changes.items()) if task.get(k) != v]
+    if "assignee" in changes:
+        edits += advance(task, "assigned")
+    check_writes(node, actor, TASKS, {e.field for e in edits})
+    if edits:
+        await node.store.write_local(edits, audit=node.audit.draft(
+            actor, "change_task", collection=TASKS, row_id=task["customer_id"], reference=task_id,
+            fields=sorted({e.field for e in edits})))
+    return _task_view(node, actor, await node.store.read_row(TASKS, task_id) or task)
+
+
+# ---------------------------------------------------------------- complaints
+
+
+def _complaint(node: Node, actor: Actor, task: Mapping[str, Any], now_ms: int) -> ComplaintView:
+    warn = node.config.work.complaint_warn_hours * 3_600_000
+    return ComplaintView(task=_task_view(node, actor, task), repeat_of=task.get("repeat_of"),
+                         deadline_state=deadline_state(task, now_ms, warn_before_ms=warn))
+
+
+async def complaint_open(node: Node, actor: Actor, customer_id: str, category: str,
+                         deadline_hours: int | None) -> ComplaintView:
+    customer = await customer_in_scope(node, actor, customer_id)
+    now = wall_clock_ms()
+    recent = await node.store.find_rows(TASKS, limit=10_000, customer_id=customer["row_id"], kind="complaint")
+    task_id = new_ulid(now, os.urandom(10))
+    edits = open_complaint(task_id, customer["row_id"], category, actor.id, site=node.config.node_id, now_ms=now,
+                           calendar=calendar_of(node), recent=recent,
+                           deadline_hours=deadline_hours or node.config.work.complaint_deadline_hours)
+    check_writes(node, actor, TASKS, {e.field for e in edits})
+    await node.store.write_local(edits, audit=node.audit.draft(
+        actor, "complaint", collection=TASKS, row_id=customer["row_id"], reference=task_id, reason="open"))
+    task = await node.store.read_row(TASKS, task_id)
+    assert task is not None
+    return _complaint(node, actor, task, now)
+
+
+async def complaint_move(node: Node, actor: Actor, task_id: str, *, to: str | None) -> ComplaintView:
+    """Hand the ticket over to ``to``, or archive it (``to`` None)."""
+    task = await task_in_scope(node, actor, task_id)
+    now = wall_clock_ms()
+    role = actor.role or "operator"
+    by = actor.id
+    if to is None:
+        edits = archive_complaint(task, by_user=by, by_role="hq_admin" if actor.user is None else role, now_ms=now)
+    else:
+        if not await _user_known(node, to):
+            raise UnknownUserError("to", to)
+        edits = hand_over(task, to, by_user=by, by_role="hq_admin" if actor.user is None else role, now_ms=now)
+    check_writes(node, actor, TASKS, {e.field for e in edits})
+    if edits:
+        await node.store.write_local(edits, audit=node.audit.draft(
+            actor, "complaint", collection=TASKS, row_id=task["customer_id"], reference=task_id,
+            reason="archive" if to is None else "hand_over", fields=sorted({e.field for e in edits})))
+    after = await node.store.read_row(TASKS, task_id)
+    assert after is not None
+    return _complaint(node, actor, after, now)
+
+
+# ---------------------------------------------------------------- supervisors
+
+
+async def team_work(node: Node, actor: Actor, *, now_ms: int | None = None) -> TeamWork:
+    """Per member of the caller's team (a supervisor), or of this node (HQ
+    admins and the operator): their open, due, overdue work, today's results,
+    their complaint tickets near or past the deadline."""
+    now = wall_clock_ms() if now_ms is None else now_ms
+    if actor.user is not None and actor.user.role not in ("hq_admin",):
+        members = sorted(actor.user.team_members or {actor.user.user_id})
+    else:
+        members = sorted(r["row_id"] for r in await node.store.find_rows("users", limit=100_000, deleted=False))
+    calendar = calendar_of(node)
+    day_start = calendar.start_of_day(now)
+    warn = node.config.work.complaint_warn_hours * 3_600_000
+    loads: list[AgentLoad] = []
+    for member in members:
+        open_tasks = [t for t in await node.store.work_queue(limit=100_000, statuses=OPEN_STATUSES, assignee=member)
+                      if _admits(node, actor, TASKS, t)]
+        owned = [t for t in await node.store.find_rows(TASKS, limit=100_000, first_responder=member,
+                                                       kind="complaint", deleted=False)
+                 if _admits(node, actor, TASKS, t)]
+        states = [deadline_state(t, now, warn_before_ms=warn) for t in owned]
+        today = [r for r in await node.store.find_rows(RESULTS, limit=100_000, agent=member, deleted=False)
+                 if (r["recorded_at_ms"] or 0) >= day_start and _admits(node, actor, RESULTS, r)]
+        loads.append(AgentLoad(
+            user_id=member, open=len(open_tasks),
+            due_now=sum(1 for t in open_tasks if t["due_at_ms"] is None or t["due_at_ms"] <= now),
+            overdue=sum(1 for t in open_tasks if t["deadline_at_ms"] is not None and t["deadline_at_ms"] < now),
+            results_today=len(today), complaints_warning=states.count("warning"),
+            complaints_overdue=states.count("overdue"),
+        ))
+    await node.audit.record(actor, "team_work", collection=TASKS, counts={"members": len(members)})
+    return TeamWork(at_ms=now, members=loads)
