@@ -213,10 +213,10 @@ class Customer(msgspec.Struct, kw_only=True):
 class Task(msgspec.Struct, kw_only=True):
     """One piece of work on one customer."""
 
-    customer_id: Annotated[RowId | None, _m("lww")] = None
+    customer_id: Annotated[RowId | None, _m("lww", index=True)] = None
     kind: Annotated[TaskKind, _m("lww")] = "care"
     campaign_id: Annotated[RowId | None, _m("lww")] = None
-    assignee: Annotated[UserRef | None, _m("lww")] = None
+    assignee: Annotated[UserRef | None, _m("lww", index=True)] = None
     site: Annotated[NodeIdStr | None, _m("lww")] = None
     status: Annotated[TaskStatus, _m("status_lattice")] = "open"
     due_at_ms: Annotated[TimeMs | None, _m("lww")] = None
@@ -243,7 +243,7 @@ class Result(msgspec.Struct, kw_only=True):
     only erasure or retention deletes one."""
 
     task_id: Annotated[RowId | None, _m("append_only")] = None
-    customer_id: Annotated[RowId | None, _m("append_only")] = None
+    customer_id: Annotated[RowId | None, _m("append_only", index=True)] = None
     outcome: Annotated[CallOutcome | None, _m("append_only")] = None
     duration_s: Annotated[int, _m("append_only", ge=0, le=86_400)] = 0
     callback_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
@@ -251,7 +251,7 @@ class Result(msgspec.Struct, kw_only=True):
     satisfaction: Annotated[Annotated[int, Meta(ge=1, le=5)] | None, _m("append_only")] = None
     refusal_reason: Annotated[Text64 | None, _m("append_only")] = None
     notes: Annotated[SealedBytes | None, _m("append_only", "profile")] = None
-    agent: Annotated[UserRef | None, _m("append_only")] = None
+    agent: Annotated[UserRef | None, _m("append_only", index=True)] = None
     site: Annotated[NodeIdStr | None, _m("append_only")] = None
     recorded_at_ms: Annotated[TimeMs | None, _m("append_only")] = None
     #: erasure or retention purge; shreds the sealed notes
