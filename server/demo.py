@@ -37,6 +37,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from server.demo_work import work_day
 from server.link_proxy import LinkProxy
 from server.node_process import NodeProcess
 from server.keyring import CUSTOMER_PII
@@ -155,6 +156,9 @@ async def run_demo(*, customers: int = 40, workdir: str | None = None) -> int:
         if await _scope(hq, a, b, x, ids, reports) != 0:
             return 1
         if await _audit(hq, a, b, x, ids) != 0:
+            return 1
+        failed, _ = await work_day(hq, a, ids)
+        if failed:
             return 1
         return await _privacy(hq, a, b, x, ids, base)
     finally:
