@@ -72,6 +72,9 @@ class PullRequest(msgspec.Struct, tag="pull", tag_field="kind", frozen=True, kw_
     node_store_id: StoreId | None = None
     #: the scope fingerprint of the last page the requester stored (see `ChangesPage.scope`)
     scope: ScopeFingerprint = ""
+    #: the first request of a sync round: put the priority changes not yet
+    #: delivered (suppression reasons, consent records) ahead of the page
+    priority: bool = False
 
 
 class RowDrop(msgspec.Struct, frozen=True, array_like=True):

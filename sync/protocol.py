@@ -31,7 +31,7 @@ half-way resumes from the last page stored and an acknowledged push is never los
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -130,6 +130,36 @@ def validate_changes(
     return out
 
 
+# ---------------------------------------------------------------- priority changes
+#
+# A do-not-call (any suppression reason) and a consent record travel ahead of
+# other changes: the first page of a sync round, each way, carries the ones
+# pending (numbered after ``since`` in rows after ``cursor``) before the run's
+# own changes. The cursors stay as they are: the run sends those states again
+# when it reaches their rows, and merging a state twice changes nothing.
+
+
+def put_ahead(
+    priority: Sequence[Change], changes: Sequence[Change], *, dropped: Iterable[tuple[str, str]] = ()
+) -> list[Change]:
+    """A page's changes with the ``priority`` ones first, each sent once.
+
+    Priority changes of rows the page drops (``dropped``: (collection, row id))
+    are left to the run: a drop is applied before the page's changes, so a
+    change sent ahead of it would bring the row back.
+    """
+    if not priority:
+        return list(changes)
+    skip = set(dropped)
+    ahead = [c for c in priority if (c.collection, c.row_id) not in skip]
+    sent = {_identity(c) for c in ahead}
+    return ahead + [c for c in changes if _identity(c) not in sent]
+
+
+def _identity(change: Change) -> tuple[str, str, str, int, str, bytes]:
+    return change.collection, change.row_id, change.field, change.hlc, change.origin, bytes(change.value)
+
+
 # ---------------------------------------------------------------- upstream side
 
 
@@ -191,11 +221,12 @@ def require_known(node: str, known: bool) -> None:
 
 
 def next_pull(
-    node: str, *, store_id: str, peer_store_id: str | None, since: int, cursor: int, limit: int, scope: str = ""
+    node: str, *, store_id: str, peer_store_id: str | None, since: int, cursor: int, limit: int, scope: str = "",
+    priority: bool = False,
 ) -> PullRequest:
     return PullRequest(
         node=node, store_id=peer_store_id, since=since, cursor=cursor, limit=limit, node_store_id=store_id,
-        scope=scope,
+        scope=scope, priority=priority,
     )
 
 

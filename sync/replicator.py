@@ -39,7 +39,7 @@ from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
-from sync.changes import Ack, ChangesPage, decode_frame, encode_frame
+from sync.changes import Ack, Change, ChangesPage, decode_frame, encode_frame
 from sync.errors import (
     ClockDriftError,
     LinkDownError,
@@ -48,7 +48,7 @@ from sync.errors import (
     SyncError,
     VersionMismatchError,
 )
-from sync.protocol import after_page, next_pull, next_push, validate_changes
+from sync.protocol import after_page, next_pull, next_push, put_ahead, validate_changes
 from sync.store import PurgeHook, ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -162,14 +162,21 @@ class Replicator:
     async def _push(self, report: SyncReport) -> None:
         store = self.store
         rewinds = 0
+        first = True  # until a batch is acknowledged: the priority changes go ahead in it
         while True:
             link = await store.link(self.upstream)
             assert link is not None
             since, cursor = link.push_since, link.push_cursor
-            page = await store.changes_after(since, cursor, limit=self.push_limit, exclude_src=self.upstream)
+            ahead: list[Change] = []
+            if first:
+                ahead = (await store.priority_after(since, cursor, limit=self.push_limit,
+                                                    exclude_src=self.upstream)).changes
+            page = await store.changes_after(since, cursor, limit=max(1, self.push_limit - len(ahead)),
+                                             exclude_src=self.upstream)
             after = (since, page.cursor) if page.more else (page.cursor, page.cursor)
-            if not page.changes and after == (since, cursor):
+            if not page.changes and not ahead and after == (since, cursor):
                 return
+            changes = put_ahead(ahead, page.changes)
             # rows holding nothing for the upstream (states it sent us) still move
             # the cursor through an (empty) batch, so both sides agree on it
             batch = next_push(
@@ -177,7 +184,7 @@ class Replicator:
                 store_id=store.store_id,
                 since=since,
                 cursor=cursor,
-                changes=page.changes,
+                changes=changes,
                 to_seq=page.cursor,
                 more=page.more,
             )
@@ -201,15 +208,16 @@ class Replicator:
                     await store.raise_seq(exc.acked_through)
                 await store.set_push_cursor(self.upstream, since=exc.acked_since, cursor=exc.acked_through)
                 continue
+            first = False
             await store.record_push_ack(
-                self.upstream, since=ack.acked_since, cursor=ack.acked_through, sent=len(page.changes)
+                self.upstream, since=ack.acked_since, cursor=ack.acked_through, sent=len(changes)
             )
-            report.pushed += len(page.changes)
+            report.pushed += len(changes)
             report.push_batches += 1
             report.refused_upstream += len(ack.refused)
             report.conflicts += ack.conflicts
             for refusal in ack.refused:
-                change = page.changes[refusal.index] if 0 <= refusal.index < len(page.changes) else None
+                change = changes[refusal.index] if 0 <= refusal.index < len(changes) else None
                 log.warning(
                     "sync.push change refused upstream",
                     extra={
@@ -229,6 +237,7 @@ class Replicator:
         are dropped for the pull and built again at its end, however it ends."""
         store = self.store
         deferred = False
+        first = True  # the round's first request asks for the priority changes ahead
         try:
             while True:
                 link = await store.link(self.upstream)
@@ -241,6 +250,7 @@ class Replicator:
                     cursor=link.pull_cursor,
                     limit=self.page_limit,
                     scope=link.pull_scope,
+                    priority=first,
                 )
                 page = self._expect(await self.transport("pull", encode_frame(request, compress=self.compress)), ChangesPage)
                 if page.node != self.upstream:
@@ -255,6 +265,7 @@ class Replicator:
                 incoming = validate_changes(page.changes, clock=store.clock)
                 if not deferred and page.more and page.high - page.cursor >= self.bulk_rows:
                     deferred = bool(await store.defer_indexes())
+                first = False
                 since, cursor = after_page(page)
                 applied = await store.apply_pulled(
                     incoming, peer=self.upstream, peer_store_id=page.store_id, since=since, cursor=cursor,

@@ -14,7 +14,15 @@ from typing import Literal, NamedTuple
 from sync.audit import AuditDraft
 from sync.changes import Ack, ChangesPage, PullRequest, PushBatch, RowDrop, decode_frame, encode_frame
 from sync.errors import MalformedBatchError
-from sync.protocol import acked_after, check_push, origin_checker, pull_start, require_known, validate_changes
+from sync.protocol import (
+    acked_after,
+    check_push,
+    origin_checker,
+    pull_start,
+    put_ahead,
+    require_known,
+    validate_changes,
+)
 from sync.scope import PeerScope
 from sync.store import ApplyReport, ReplicaStore
 
@@ -118,11 +126,23 @@ class Responder:
             since, cursor, reshape, assume_held = self._run_mode(request, scope, since, cursor)
         limit = min(request.limit, self.limits.max_page_changes)
         owed = await store.owed_drops(request.node, limit=limit) if scoped else []
+        admit = None if scope is None else scope.admits
+        ahead = None
+        if request.priority:
+            ahead = await store.priority_after(
+                since, cursor, limit=max(1, limit - len(owed)), exclude_src=request.node, admit=admit,
+                scope=scope if scoped else None,
+            )
         page = await store.changes_after(
-            since, cursor, limit=max(1, limit - len(owed)), exclude_src=request.node,
-            admit=None if scope is None else scope.admits, scope=scope if scoped else None, reshape=reshape,
+            since, cursor, limit=max(1, limit - len(owed) - (len(ahead.changes) if ahead else 0)),
+            exclude_src=request.node, admit=admit, scope=scope if scoped else None, reshape=reshape,
             assume_held=assume_held,
         )
+        changes, entered = page.changes, page.entered
+        if ahead is not None and ahead.changes:
+            dropped = {(d.collection, d.row_id) for d in (*owed, *page.drops)}
+            changes = put_ahead(ahead.changes, page.changes, dropped=dropped)
+            entered = [*page.entered, *(key for key in ahead.entered if key not in dropped)]
         if not page.more:
             self._reshaping.pop(request.node, None)
         token = ""
@@ -130,10 +150,10 @@ class Responder:
             self._serial += 1
             token = f"{scope.fingerprint}.{self._serial}"
             self._pages.setdefault(request.node, []).append(
-                _Served(token, page.entered, page.left, [*owed, *page.drops])
+                _Served(token, entered, page.left, [*owed, *page.drops])
             )
         # one write per completed run, not per page: serving stays a read
-        sent = self._sent.pop(request.node, 0) + len(page.changes)
+        sent = self._sent.pop(request.node, 0) + len(changes)
         if page.more:
             self._sent[request.node] = sent
         else:
@@ -143,13 +163,13 @@ class Responder:
             await store.record_served(request.node, cursor=page.cursor, sent=sent, audit=audit)
         log.info(
             "sync.pull served",
-            extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(page.changes),
-                   "drops": len(owed) + len(page.drops)},
+            extra={"peer": request.node, "since": since, "from": cursor, "to": page.cursor, "changes": len(changes),
+                   "ahead": len(ahead.changes) if ahead else 0, "drops": len(owed) + len(page.drops)},
         )
         return ChangesPage(
             node=store.node_id,
             store_id=store.store_id,
-            changes=page.changes,
+            changes=changes,
             since=since,
             cursor=page.cursor,
             high=page.high,

@@ -188,6 +188,11 @@ class ReplicaStore(Protocol):
         scope: PeerScope | None = None, reshape: bool = False, assume_held: bool = False,
     ) -> Page: ...
 
+    async def priority_after(
+        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None,
+        scope: PeerScope | None = None,
+    ) -> Page: ...
+
     async def owed_drops(self, peer: str, *, limit: int) -> list[RowDrop]: ...
 
     async def confirm_served(

@@ -127,6 +127,24 @@ ALTER TABLE nodes ADD COLUMN retired_ms INTEGER;
 """
 
 
+#: What travels ahead of other changes in sync (`SqliteStore.priority_after`): a
+#: do-not-call or any other suppression reason on a customer, and a consent
+#: record (a withdrawal above all). collection -> the priority field (None:
+#: every field of the row), and the condition of the rows that can hold one.
+PRIORITY: dict[str, tuple[str | None, str]] = {
+    "customers": ("suppression", "suppression != '[]'"),
+    "consents": (None, "1"),
+}
+
+#: Makes "priority states after seq N" cheap: the customers with a suppression
+#: reason, by ``_seq`` (consents have their ``_seq`` index already). Partial, so
+#: it holds only suppressed customers, and ``_seq`` only grows, so a write
+#: appends to it. Idempotent: `SqliteStore.open` runs it on every store.
+PRIORITY_INDEXES: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS customers__suppressed ON customers (_seq) WHERE suppression != '[]'",
+)
+
+
 def _sql_literal(column: Column) -> str:
     if column.member is not None:
         return "NULL"

@@ -50,7 +50,7 @@ from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, PARENTS, SCHEMA_VERSION, Column, FieldSpec
 from sync.scope import PeerScope, RowFilter, parent_id
 from sync.store import ApplyReport, DeviceRecord, PurgeHook, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
-from sync.store.ddl import column_index, column_value, member_columns
+from sync.store.ddl import PRIORITY, PRIORITY_INDEXES, column_index, column_value, member_columns
 from sync.store.errors import (
     StoreBusyError,
     StoreExistsError,
@@ -84,6 +84,8 @@ _encode_doc = msgspec.msgpack.Encoder().encode
 _MATERIALIZED = frozenset({"add_wins_set", "counter"})
 #: row ids per `json_each` lookup of stored states
 _LOOKUP_CHUNK = 2_000
+#: rows per read of priority states (`priority_after`)
+_PRIORITY_CHUNK = 512
 #: the collections whose rows have children (`sync.schema.PARENTS`)
 _HAS_CHILDREN = frozenset(parent for parent, _ in PARENTS.values())
 #: a tombstone's canonical value when the row is deleted
@@ -216,6 +218,8 @@ class SqliteStore(AuditLogStore):
                 raise StoreVersionError(path, layout, LAYOUT_VERSION)
             await migrate(writer, layout)
             await add_missing_columns(writer)
+            for statement in PRIORITY_INDEXES:
+                await writer.execute(statement)
             meta = await _read_meta(writer)
             if node_id is not None and meta["node_id"] != node_id:
                 raise StoreOwnerError(path, node_id, str(meta["node_id"]))
@@ -777,6 +781,95 @@ class SqliteStore(AuditLogStore):
             await self._r.execute("COMMIT")
         end = max(high, last, cursor)
         return Page(changes, end, end, False, drops, entered, left)
+
+    @_reads
+    async def priority_after(
+        self, since: int, cursor: int, *, limit: int, exclude_src: str, admit: RowFilter | None = None,
+        scope: PeerScope | None = None,
+    ) -> Page:
+        """The priority states (`sync.store.ddl.PRIORITY`: customers' suppression
+        reasons, consent records) that a run at (``since``, ``cursor``) has yet to
+        deliver: numbered after ``since``, in rows numbered after ``cursor`` (the
+        run has read the rows up to it). They go ahead of the run's page; the run
+        sends them again in their turn, which merging makes harmless.
+
+        At most about ``limit`` changes, oldest first, whole rows; ``more`` says
+        some were left for the run. One read snapshot. ``exclude_src``,
+        ``admit`` and ``scope`` filter as in `changes_after`, with one rule more:
+        a governed row goes ahead only to a peer that holds it (for a consent: its
+        customer), since a row entering the peer's scope arrives whole with the
+        run; a consent new to a peer that holds its customer is sent whole
+        (`Page.entered`). The partial index `PRIORITY_INDEXES` keeps the read to
+        the suppressed customers changed after ``cursor`` and the new consents.
+        """
+        changes: list[Change] = []
+        entered: list[tuple[str, str]] = []
+        raw = msgspec.Raw
+        if scope is not None and admit is None:
+            admit = scope.admits
+        more = False
+        await self._r.execute("BEGIN")
+        try:
+            async with self._r.execute("SELECT value FROM meta WHERE key = 'seq'") as cur:
+                (high,) = await cur.fetchone()  # type: ignore[misc]
+            for collection, (only, where) in PRIORITY.items():
+                governed = scope is not None and scope.governs(collection)
+                if governed:
+                    async with self._r.execute("SELECT EXISTS (SELECT 1 FROM peer_rows WHERE peer = ?)",
+                                               (exclude_src,)) as cur:
+                        (holds_any,) = await cur.fetchone()  # type: ignore[misc]
+                    if not holds_any:  # it holds nothing yet: every row arrives whole with the run
+                        continue
+                pos = cursor
+                while not more:
+                    async with self._r.execute(
+                        f"SELECT _seq, row_id, _state FROM {collection} WHERE {where} AND _seq > ? "
+                        "ORDER BY _seq LIMIT ?",
+                        (pos, _PRIORITY_CHUNK),
+                    ) as cur:
+                        rows = await cur.fetchall()
+                    if not rows:
+                        break
+                    pos = rows[-1][0]
+                    held: set[tuple[str, str]] = set()
+                    parents: dict[tuple[str, str], Doc] = {}
+                    if governed:
+                        held.update(await self._held(exclude_src, collection, [r for _, r, _ in rows]))
+                        if collection in PARENTS:
+                            parents = await self._parent_docs(collection, [st for _, _, st in rows])
+                            held.update(await self._held(exclude_src, PARENTS[collection][0],
+                                                         sorted({key[1] for key in parents})))
+                    for _, row_id, state in rows:
+                        if len(changes) >= limit:
+                            more = True
+                            break
+                        doc = _decode_doc(state)
+                        key = (collection, row_id)
+                        whole = False
+                        present: frozenset[str] | None = None
+                        if governed:
+                            assert scope is not None
+                            if collection in PARENTS:
+                                parent = parent_id(collection, doc)
+                                pkey = (PARENTS[collection][0], parent or "")
+                                if pkey not in held or not scope.admits_child(collection, parents.get(pkey)):
+                                    continue
+                                whole = key not in held
+                            elif key not in held or not scope.admits_row(collection, doc):
+                                continue
+                            present = scope.fields.get(collection, frozenset())
+                        elif admit is not None and not admit(collection, doc):
+                            continue
+                        if whole:
+                            entered.append(key)
+                        for name, (value, hlc, origin, fseq, src) in doc.items():
+                            if (only is not None and name != only) or (present is not None and name not in present):
+                                continue
+                            if whole or (fseq > since and src != exclude_src):
+                                changes.append(Change(collection, row_id, name, raw(value), hlc, origin))  # type: ignore[arg-type]
+        finally:
+            await self._r.execute("COMMIT")
+        return Page(changes, cursor, max(high, cursor), more, [], entered, [])
 
     async def _parent_docs(self, collection: str, states: list[bytes]) -> dict[tuple[str, str], Doc]:
         """The stored docs of the parents of these child rows (reader connection, in
