@@ -14,8 +14,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromQuery, Parameter
-from msgspec import Meta
+from litestar.params import Parameter
 
 from server.access import NotPermittedError
 from server.audit_verify import ChainReport, verify_chain
@@ -33,10 +32,13 @@ AUDITOR_ROLES = frozenset({"auditor"})
 RowIdParam = Annotated[str, Parameter(pattern=ROW_ID_PATTERN, description="customer id (ULID or UUID)")]
 ActorParam = Annotated[str, Parameter(pattern=r"^[0-9A-Za-z_-]{1,64}$",
                                       description="a user id, `operator`, `system`, `anonymous` or a node id")]
-TimeParam = FromQuery[Annotated[int, Meta(ge=0, le=(1 << 48) - 1)] | None]
-LimitParam = FromQuery[Annotated[int, Meta(ge=1, le=1_000)]]
+# Litestar 2.25 does not enforce msgspec `Meta` constraints nested in a query
+# parameter's annotation (it documents them, then passes any value on), so the
+# constraints go in `Parameter`, which it does enforce
+TimeParam = Annotated[int | None, Parameter(ge=0, le=(1 << 48) - 1)]
+LimitParam = Annotated[int, Parameter(ge=1, le=1_000)]
 #: where the next page starts: ``<at_ms>.<n>`` from the last page's ``next``
-CursorParam = FromQuery[Annotated[str, Meta(pattern=r"^[0-9]{1,15}\.[0-9]{1,18}$")] | None]
+CursorParam = Annotated[str | None, Parameter(pattern=r"^[0-9]{1,15}\.[0-9]{1,18}$")]
 
 
 class VerifyView(msgspec.Struct, kw_only=True):
@@ -112,7 +114,7 @@ class AuditController(Controller):
     @get("/verify", operation_id="AuditVerify", name="audit:verify", security=AUDIT_SECURITY,
          opt={"access": "audit_verify"})
     async def verify(self, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
-                     chain: FromQuery[Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")] | None] = None,
+                     chain: Annotated[str | None, Parameter(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")] = None,
                      ) -> VerifyView:
         """Check one node's chain (``chain``) or every chain held here, whole:
         hashes, links, and signed checkpoints against the registry's keys."""
