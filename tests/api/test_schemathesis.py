@@ -216,3 +216,18 @@ def test_every_answer_conforms(case: schemathesis.Case, seeded: ApiNodes, client
         headers = _headers(seeded, identity, operation_id)
         response = send(clients[site], case, headers)
         case.validate_response(response, checks=CHECKS, headers=headers)
+
+
+@pytest.mark.parametrize("route", ["/sync/pull", "/sync/push", "/sync/audit"])
+@pytest.mark.parametrize("body", [b"", b"\x00garbage", msgspec.msgpack.encode([1, "x", None, {"a": 1}])],
+                         ids=["empty", "garbage", "not-a-frame"])
+def test_a_sync_endpoint_refuses_a_bad_frame_and_changes_nothing(
+        seeded: ApiNodes, clients: dict[str, httpx.Client], route: str, body: bytes) -> None:
+    """The fuzzer's bytes reach the sync endpoints too; here, the same refusals
+    named: a 4xx problem document, and HQ's data as it was."""
+    before = clients["hq"].get("/status/digest", headers=bearer(seeded.hq.token)).json()
+    response = clients["hq"].post(route, content=body, headers={"content-type": SYNC_MEDIA_TYPE})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    assert response.json()["status"] == response.status_code and response.json()["code"]
+    assert clients["hq"].get("/status/digest", headers=bearer(seeded.hq.token)).json() == before
