@@ -14,7 +14,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -184,6 +186,44 @@ STATUS[NotAComplaintError] = 422
 STATUS[BadTimeError] = 422
 STATUS[UnknownUserError] = 422
 STATUS[TaskKindError] = 422
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """An error answer (RFC 9457 problem details, ``application/problem+json``).
+
+    Further members carry the error's ids and JSON paths; bad input lists its
+    ``errors`` (message, key, source), a 5xx its ``request_id``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    #: the stable error code (the end of ``type``)
+    code: str
+
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+#: what each error status means across the API (the spec's response descriptions)
+PROBLEM_STATUSES = {
+    400: "Bad input: the body, a parameter or the path is not what the operation takes (`errors` says where)",
+    401: "Not signed in: no valid access token or operator token",
+    403: "Not permitted: the caller's role, node or signature may not do this",
+    404: "No such row here, or out of the caller's scope",
+    409: "Refused in the current state (wrong node for the operation, a duplicate, a row already gone)",
+    413: "The body is larger than this node accepts",
+    422: "A well-formed value the rules refuse (`path` says which)",
+    429: "Too many attempts: retry after `Retry-After` seconds",
+    502: "The upstream node refused the exchange",
+    503: "The upstream node cannot be reached",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error answers an operation documents (its route's ``responses=``)."""
+    return {status: ResponseSpec(data_container=Problem, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False,
+                                 description=PROBLEM_STATUSES[status])
+            for status in statuses}
 
 
 def status_of(exc: Exception) -> int:

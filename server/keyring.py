@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from crypto.blind_index import blind_index, normalize_id_number, normalize_phone
-from crypto.errors import OpenError, UnwrapError
+from crypto.errors import NormalizeError, OpenError, UnwrapError
 from crypto.keys import DataKey, ScopeKey, new_key
 from crypto.keystore import Keystore
 from crypto.plaintext import Plaintext
@@ -500,7 +500,7 @@ class Keyring:
         """A phone or ID number in its one canonical form (raises `NotNormalisableError`)."""
         try:
             return INDEXED[field][1](text)
-        except ValueError as exc:  # NormalizeError carries no value
+        except (NormalizeError, ValueError) as exc:  # NormalizeError carries no value
             raise NotNormalisableError(field, getattr(exc, "detail", "unrecognised format")) from None
 
 

@@ -14,13 +14,14 @@ import msgspec
 from litestar import Controller, get
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Parameter, QueryParameter
+from litestar.params import Parameter
 
 from server.access import NotPermittedError
 from server.audit_verify import ChainReport, verify_chain
 from server.audit_views import AlertView, EntryPage, entry_view
 from server.auth import actor_of, require_actor
 from server.deps import ActorDep, NodeDep
+from server.errors import problems
 from sync.audit import AuditEntry
 from sync.ids import ROW_ID_PATTERN
 from sync.store.sqlite import SqliteStore
@@ -32,11 +33,13 @@ AUDITOR_ROLES = frozenset({"auditor"})
 RowIdParam = Annotated[str, Parameter(pattern=ROW_ID_PATTERN, description="customer id (ULID or UUID)")]
 ActorParam = Annotated[str, Parameter(pattern=r"^[0-9A-Za-z_-]{1,64}$",
                                       description="a user id, `operator`, `system`, `anonymous` or a node id")]
-# constraints go on `QueryParameter`: Litestar does not apply msgspec `Meta` to query parameters
-TimeParam = Annotated[int | None, QueryParameter(ge=0, le=(1 << 48) - 1, description="Unix ms")]
-LimitParam = Annotated[int, QueryParameter(ge=1, le=1_000)]
+# Litestar 2.25 does not enforce msgspec `Meta` constraints nested in a query
+# parameter's annotation (it documents them, then passes any value on), so the
+# constraints go in `Parameter`, which it does enforce
+TimeParam = Annotated[int | None, Parameter(ge=0, le=(1 << 48) - 1)]
+LimitParam = Annotated[int, Parameter(ge=1, le=1_000)]
 #: where the next page starts: ``<at_ms>.<n>`` from the last page's ``next``
-CursorParam = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,15}\.[0-9]{1,18}$")]
+CursorParam = Annotated[str | None, Parameter(pattern=r"^[0-9]{1,15}\.[0-9]{1,18}$")]
 
 
 class VerifyView(msgspec.Struct, kw_only=True):
@@ -86,7 +89,8 @@ class AuditController(Controller):
     tags = ["audit"]
     guards = [require_actor, require_auditor]
 
-    @get("/customers/{row_id:str}", operation_id="AuditCustomer", name="audit:customer", security=AUDIT_SECURITY,
+    @get("/customers/{row_id:str}", operation_id="AuditCustomer",
+         responses=problems(400, 401, 403, 404), name="audit:customer", security=AUDIT_SECURITY,
          opt={"access": "audit_query"})
     async def customer(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep, since_ms: TimeParam = None,  # type: ignore[valid-type]
                        until_ms: TimeParam = None, after: CursorParam = None, limit: LimitParam = 200) -> EntryPage:
@@ -97,7 +101,8 @@ class AuditController(Controller):
         await node.audit.record(actor, "audit_query", row_id=row_id, collection="audit", counts={"entries": len(found)})
         return _page(found, limit)
 
-    @get("/actors/{actor_id:str}", operation_id="AuditActor", name="audit:actor", security=AUDIT_SECURITY,
+    @get("/actors/{actor_id:str}", operation_id="AuditActor",
+         responses=problems(400, 401, 403, 404), name="audit:actor", security=AUDIT_SECURITY,
          opt={"access": "audit_query"})
     async def actor(self, actor_id: ActorParam, node: NodeDep, actor: ActorDep, since_ms: TimeParam = None,  # type: ignore[valid-type]
                     until_ms: TimeParam = None, after: CursorParam = None, limit: LimitParam = 200) -> EntryPage:
@@ -109,10 +114,11 @@ class AuditController(Controller):
                                 counts={"entries": len(found)})
         return _page(found, limit)
 
-    @get("/verify", operation_id="AuditVerify", name="audit:verify", security=AUDIT_SECURITY,
+    @get("/verify", operation_id="AuditVerify",
+         responses=problems(400, 401, 403), name="audit:verify", security=AUDIT_SECURITY,
          opt={"access": "audit_verify"})
     async def verify(self, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
-                     chain: Annotated[str | None, QueryParameter(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")] = None,
+                     chain: Annotated[str | None, Parameter(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")] = None,
                      ) -> VerifyView:
         """Check one node's chain (``chain``) or every chain held here, whole:
         hashes, links, and signed checkpoints against the registry's keys."""
@@ -122,7 +128,8 @@ class AuditController(Controller):
                                 counts={"chains": len(reports), "breaks": sum(len(r.breaks) for r in reports)})
         return VerifyView(ok=line is None, chains=reports, first_break=line)
 
-    @get("/alerts", operation_id="AuditAlerts", name="audit:alerts", security=AUDIT_SECURITY,
+    @get("/alerts", operation_id="AuditAlerts",
+         responses=problems(401, 403), name="audit:alerts", security=AUDIT_SECURITY,
          opt={"access": "audit_query"})
     async def alerts(self, node: NodeDep, actor: ActorDep) -> list[AlertView]:  # type: ignore[valid-type]
         """Breaks found in the chains collected here (a gap, an edited, removed or

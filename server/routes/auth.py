@@ -15,7 +15,7 @@ from msgspec import Meta
 
 from server.auth import client_address, require_role, require_user
 from server.deps import NodeDep, PrincipalDep
-from server.errors import WrongNodeError
+from server.errors import WrongNodeError, problems
 from server.sessions import DeviceCredential, ForbiddenError, Principal, TokenPair
 from sync.ids import RowId
 
@@ -69,7 +69,8 @@ class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
 
-    @post("/sign-in", operation_id="SignIn", name="auth:sign-in", status_code=200,
+    @post("/sign-in", operation_id="SignIn",
+          responses=problems(400, 401, 403, 413, 429), name="auth:sign-in", status_code=200,
           opt={"access": "sign_in", "collection": "auth"})
     async def sign_in(self, data: JSONBody[SignInRequest], node: NodeDep, request: Request) -> TokenPair:  # type: ignore[valid-type,type-arg]
         """Sign in with a username and password: a short-lived access token and a
@@ -81,13 +82,15 @@ class AuthController(Controller):
         await node.audit.record(pair.principal.user_id, "sign_in", role=pair.principal.role, collection="auth")
         return pair
 
-    @post("/refresh", operation_id="RefreshTokens", name="auth:refresh", status_code=200)
+    @post("/refresh", operation_id="RefreshTokens",
+          responses=problems(400, 401, 403, 413), name="auth:refresh", status_code=200)
     async def refresh(self, data: JSONBody[RefreshRequest], node: NodeDep) -> TokenPair:  # type: ignore[valid-type]
         """Trade a refresh token for a new pair, at the node that issued it. Each
         refresh token works once: presenting one again revokes its session."""
         return await node.auth.refresh(data.refresh_token)
 
-    @post("/sign-out", operation_id="SignOut", name="auth:sign-out", status_code=204, guards=[require_user],
+    @post("/sign-out", operation_id="SignOut",
+          responses=problems(401), name="auth:sign-out", status_code=204, guards=[require_user],
           security=USER_SECURITY)
     async def sign_out(self, principal: PrincipalDep, node: NodeDep) -> None:  # type: ignore[valid-type]
         """End this session at the node that issued its token: its refresh token and
@@ -95,7 +98,8 @@ class AuthController(Controller):
         if not await node.auth.sign_out(principal):
             raise WrongNodeError("sign-out", node.config.node_id, principal.issuer)
 
-    @get("/me", operation_id="GetMe", name="auth:me", guards=[require_user], security=USER_SECURITY)
+    @get("/me", operation_id="GetMe",
+         responses=problems(401), name="auth:me", guards=[require_user], security=USER_SECURITY)
     async def me(self, principal: PrincipalDep) -> Principal:  # type: ignore[valid-type]
         """Who this access token signs in, as this node knows the user now."""
         return principal  # type: ignore[no-any-return]
@@ -105,7 +109,8 @@ class DeviceController(Controller):
     path = "/devices"
     tags = ["auth"]
 
-    @post("/enroll", operation_id="EnrollDevice", name="devices:enroll", status_code=201,
+    @post("/enroll", operation_id="EnrollDevice",
+          responses=problems(400, 401, 403, 413), name="devices:enroll", status_code=201,
           guards=[require_role("account_manager")], security=USER_SECURITY)
     async def enroll(self, data: JSONBody[DeviceEnrollRequest], principal: PrincipalDep, node: NodeDep) -> DeviceCredential:  # type: ignore[valid-type]
         """An account manager enrols their phone with this node: a device id and a
@@ -115,7 +120,8 @@ class DeviceController(Controller):
             raise ForbiddenError("A phone's session cannot enrol devices; sign in with a password to enrol one")
         return await node.auth.enroll_device(principal, data.label)
 
-    @post("/sign-in", operation_id="DeviceSignIn", name="devices:sign-in", status_code=200,
+    @post("/sign-in", operation_id="DeviceSignIn",
+          responses=problems(400, 401, 403, 413, 429), name="devices:sign-in", status_code=200,
           opt={"access": "sign_in", "collection": "auth"})
     async def sign_in(self, data: JSONBody[DeviceSignInRequest], node: NodeDep, request: Request) -> TokenPair:  # type: ignore[valid-type,type-arg]
         """An enrolled phone signs in with its credential, as the user who enrolled it."""

@@ -36,6 +36,7 @@ from server.consents import (
     suppression_edits,
 )
 from server.deps import ActorDep, NodeDep
+from server.errors import problems
 from server.node import Node
 from server.routes.customers import ACCESS_SECURITY, RowIdParam, _row_in_scope
 from server.views import ConsentView
@@ -83,7 +84,8 @@ class ConsentController(Controller):
     tags = ["consents"]
     guards = [require_actor]
 
-    @post("/{row_id:str}/consents", operation_id="RecordConsent", name="consents:record", status_code=201,
+    @post("/{row_id:str}/consents", operation_id="RecordConsent",
+          responses=problems(400, 401, 403, 404, 409, 413, 422), name="consents:record", status_code=201,
           security=ACCESS_SECURITY, opt={"access": "consent"})
     async def record(self, row_id: RowIdParam, data: JSONBody[ConsentWrite], node: NodeDep,  # type: ignore[valid-type]
                      actor: ActorDep, request: Request) -> ConsentHistory:  # type: ignore[type-arg]
@@ -97,7 +99,8 @@ class ConsentController(Controller):
         return await record_consent(node, actor, row_id, purpose=data.purpose, granted=data.granted,
                                     channel=data.channel, at_ms=None if data.at_ms is msgspec.UNSET else data.at_ms)
 
-    @get("/{row_id:str}/consents", operation_id="GetConsents", name="consents:list", security=ACCESS_SECURITY,
+    @get("/{row_id:str}/consents", operation_id="GetConsents",
+         responses=problems(400, 401, 403, 404), name="consents:list", security=ACCESS_SECURITY,
          opt={"access": "read_consents"})
     async def history(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep) -> ConsentHistory:  # type: ignore[valid-type]
         """The customer's consent records as this node holds them, oldest first, and

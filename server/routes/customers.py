@@ -66,7 +66,7 @@ from server.consents import (
     record_edits,
 )
 from server.deps import ActorDep, NodeDep
-from server.errors import NotFoundError, WrongNodeError
+from server.errors import NotFoundError, WrongNodeError, problems
 from crypto.plaintext import Plaintext
 from server.key_authority import ErasureReport, rotate_customer_keys
 from server import subject_export
@@ -152,8 +152,9 @@ class CustomerController(Controller):
     tags = ["customers"]
     guards = [require_actor]
 
-    @post("/", operation_id="CreateCustomer", name="customers:create", status_code=201, security=ACCESS_SECURITY,
-          opt={"access": "create"})
+    @post("/", operation_id="CreateCustomer",
+          responses=problems(400, 401, 403, 409, 413, 422), name="customers:create", status_code=201,
+          security=ACCESS_SECURITY, opt={"access": "create"})
     async def create(self, data: JSONBody[CustomerWrite], node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
                      request: Request) -> CustomerView:  # type: ignore[valid-type,type-arg]
         """Create a customer with a new id; PII fields are sealed here under the
@@ -193,7 +194,8 @@ class CustomerController(Controller):
         node.steward.trigger()  # wraps for its groups, its blind indexes
         return seen.view
 
-    @patch("/{row_id:str}", operation_id="UpdateCustomer", name="customers:update", security=ACCESS_SECURITY,
+    @patch("/{row_id:str}", operation_id="UpdateCustomer",
+           responses=problems(400, 401, 403, 404, 409, 413, 422), name="customers:update", security=ACCESS_SECURITY,
            opt={"access": "write"})
     async def update(self, row_id: RowIdParam, data: JSONBody[CustomerWrite], node: NodeDep,  # type: ignore[valid-type]
                      actor: ActorDep, request: Request) -> CustomerView:  # type: ignore[valid-type,type-arg]
@@ -224,7 +226,8 @@ class CustomerController(Controller):
         node.steward.trigger()  # a new home or partner needs its wraps of the keys
         return seen.view
 
-    @get("/{row_id:str}", operation_id="GetCustomer", name="customers:get", security=ACCESS_SECURITY,
+    @get("/{row_id:str}", operation_id="GetCustomer",
+         responses=problems(400, 401, 403, 404), name="customers:get", security=ACCESS_SECURITY,
          opt={"access": "read"})
     async def get(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
                   purpose: FromQuery[ReadPurpose | None] = None) -> CustomerView:  # type: ignore[valid-type]
@@ -233,7 +236,8 @@ class CustomerController(Controller):
         this node has the keys. ``purpose``, a code, goes into the audit entry."""
         return await _card(node, actor, row_id, purpose)
 
-    @post("/lookup", operation_id="LookupCustomer", name="customers:lookup", status_code=200,
+    @post("/lookup", operation_id="LookupCustomer",
+          responses=problems(400, 401, 403, 413, 422), name="customers:lookup", status_code=200,
           security=ACCESS_SECURITY, opt={"access": "lookup"})
     async def lookup(self, data: JSONBody[LookupRequest], node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
                      request: Request) -> LookupResult:  # type: ignore[type-arg]
@@ -264,7 +268,8 @@ class CustomerController(Controller):
                                 shown=sorted(shown), masked=sorted(masked))
         return LookupResult(matches=matches)
 
-    @post("/{row_id:str}/reveal", operation_id="RevealCustomerField", name="customers:reveal", status_code=200,
+    @post("/{row_id:str}/reveal", operation_id="RevealCustomerField",
+          responses=problems(400, 401, 403, 404, 409, 413, 422, 429), name="customers:reveal", status_code=200,
           security=ACCESS_SECURITY, opt={"access": "reveal"})
     async def reveal(self, row_id: RowIdParam, data: JSONBody[RevealRequest], node: NodeDep,  # type: ignore[valid-type]
                      actor: ActorDep, request: Request) -> RevealedField:  # type: ignore[type-arg]
@@ -281,7 +286,8 @@ class CustomerController(Controller):
         return RevealedField(row_id=row_id, field=data.field, value=None if value is None else value.reveal(),
                              unavailable=data.field in opened.unavailable, purpose=data.purpose)
 
-    @post("/{row_id:str}/erase", operation_id="EraseCustomer", name="customers:erase", status_code=200,
+    @post("/{row_id:str}/erase", operation_id="EraseCustomer",
+          responses=problems(400, 401, 403, 404, 409, 413), name="customers:erase", status_code=200,
           guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "erase"})
     async def erase(self, row_id: RowIdParam, data: JSONBody[EraseRequest], node: NodeDep,  # type: ignore[valid-type]
                     actor: ActorDep) -> ErasureReport:
@@ -294,7 +300,8 @@ class CustomerController(Controller):
         return await node.authority.erase_customer(row_id, audit=node.audit.draft(
             actor, "erase", row_id=row_id, purpose=data.basis, reason=data.requested_by, reference=data.reference))
 
-    @post("/{row_id:str}/export", operation_id="ExportCustomer", name="customers:export", status_code=200,
+    @post("/{row_id:str}/export", operation_id="ExportCustomer",
+          responses=problems(400, 401, 403, 404, 409, 413), name="customers:export", status_code=200,
           guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "export"})
     async def export(self, row_id: RowIdParam, data: JSONBody[ExportRequest], node: NodeDep,  # type: ignore[valid-type]
                      actor: ActorDep) -> CustomerExport:
@@ -315,7 +322,8 @@ class CustomerController(Controller):
                                         "consents": len(exported.consents), "accesses": len(exported.accesses)})
         return exported
 
-    @post("/{row_id:str}/rotate-keys", operation_id="RotateCustomerKeys", name="customers:rotate-keys",
+    @post("/{row_id:str}/rotate-keys", operation_id="RotateCustomerKeys",
+          responses=problems(400, 401, 403, 404, 409), name="customers:rotate-keys",
           status_code=200, guards=[require_operator], security=OPERATOR_SECURITY, opt={"access": "rotate_keys"})
     async def rotate_keys(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep) -> RotationDone:  # type: ignore[valid-type]
         """Give the customer new data keys and re-seal its fields under them (the

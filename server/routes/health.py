@@ -10,7 +10,7 @@ from litestar.params import Parameter
 
 from server.auth import require_admin
 from server.deps import NodeDep
-from server.errors import NotFoundError
+from server.errors import NotFoundError, problems
 from server.peer_scopes import scope_for
 from sync.ids import NODE_ID_PATTERN
 from sync.schema import COLLECTIONS
@@ -47,12 +47,13 @@ class HealthController(Controller):
         await node.store.high_seq()
         return Health(status="ok", node_id=node.store.node_id)
 
-    @get("/status", operation_id="GetStatus", name="node:status", guards=[require_admin])
+    @get("/status", operation_id="GetStatus", responses=problems(401), name="node:status", guards=[require_admin])
     async def status(self, node: NodeDep) -> NodeStatus:
         """Cursors, pending changes, last good sync per link, and the clock."""
         return await node_status(node.store, node.replicator)
 
-    @get("/status/digest", operation_id="GetDigest", name="node:digest", guards=[require_admin])
+    @get("/status/digest", operation_id="GetDigest",
+         responses=problems(400, 401, 404), name="node:digest", guards=[require_admin])
     async def digest(self, node: NodeDep, peer: Annotated[str | None, Parameter(
             pattern=NODE_ID_PATTERN, description="at HQ: digest the key records as this peer should hold them")] = None,
     ) -> Digest:

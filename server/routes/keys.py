@@ -18,7 +18,7 @@ from crypto.errors import SignatureError
 from crypto.identity import NodeIdentity, NodePublicKeys, verify_signature
 from server.audit_log import OPERATOR
 from server.deps import NodeDep
-from server.errors import BadSignatureError, WrongNodeError
+from server.errors import BadSignatureError, WrongNodeError, problems
 from server.key_authority import NotInRegistryError, RotationReport
 from sync.ids import NodeIdStr
 from sync.schema import KeyClass
@@ -89,7 +89,8 @@ class EnrollController(Controller):
     path = "/nodes"
     tags = ["keys"]
 
-    @post("/enroll", operation_id="EnrollNode", name="nodes:enroll", status_code=200)
+    @post("/enroll", operation_id="EnrollNode",
+          responses=problems(400, 401, 403, 409, 413), name="nodes:enroll", status_code=200)
     async def enroll(self, data: JSONBody[EnrollRequest], node: NodeDep) -> EnrollResult:  # type: ignore[valid-type]
         """Record a node's public keys in HQ's registry and send it, by sync, the
         scope keys its registry entry grants."""
@@ -102,7 +103,8 @@ class NodeKeysController(Controller):
     path = "/nodes"
     tags = ["keys"]
 
-    @post("/rotate", operation_id="RotateNodeKeys", name="nodes:rotate", status_code=200)
+    @post("/rotate", operation_id="RotateNodeKeys",
+          responses=problems(400, 401, 403, 409, 413), name="nodes:rotate", status_code=200)
     async def rotate(self, data: JSONBody[EnrollRequest], node: NodeDep) -> EnrollResult:  # type: ignore[valid-type]
         """Replace an enrolled node's public keys; the request must be signed by the
         new key and by the key HQ holds for the node now."""
@@ -142,7 +144,8 @@ class KeyAdminController(Controller):
     path = "/keys"
     tags = ["keys"]
 
-    @post("/rotate-scope", operation_id="RotateScopeKey", name="keys:rotate-scope", status_code=200)
+    @post("/rotate-scope", operation_id="RotateScopeKey",
+          responses=problems(400, 401, 404, 409, 413), name="keys:rotate-scope", status_code=200)
     async def rotate_scope(self, data: JSONBody[RotateScopeRequest], node: NodeDep) -> RotationReport:  # type: ignore[valid-type]
         """At HQ: replace a scope key, re-wrap every data key under it in batches,
         and destroy the old one (nodes destroy theirs when the new epoch reaches them)."""
@@ -152,7 +155,8 @@ class KeyAdminController(Controller):
             OPERATOR, "key_operation", collection="keys", peer=data.group, fields=(data.field_class,),
             reason="rotate_scope"))
 
-    @post("/rotate-node", operation_id="RotateOwnKeys", name="keys:rotate-node", status_code=200)
+    @post("/rotate-node", operation_id="RotateOwnKeys",
+          responses=problems(401, 409), name="keys:rotate-node", status_code=200)
     async def rotate_node(self, node: NodeDep) -> NodeKeysRotated:
         """Give this node new signing and key-receiving keys and register them with
         HQ (co-signed by the current ones); the previous identity stays one more

@@ -16,7 +16,7 @@ from litestar import Controller, get, post
 from server.access import OPERATOR_ACTOR
 from server.config import ConfigError
 from server.deps import NodeDep
-from server.errors import PolicyReloadError
+from server.errors import PolicyReloadError, problems
 from server.policy import Policy
 
 
@@ -42,12 +42,12 @@ class PolicyController(Controller):
     path = "/policy"
     tags = ["policy"]
 
-    @get("/", operation_id="GetPolicy", name="policy:get", security=[{"OperatorToken": []}])
+    @get("/", operation_id="GetPolicy", responses=problems(401), name="policy:get", security=[{"OperatorToken": []}])
     async def show(self, node: NodeDep) -> PolicyInForce:  # type: ignore[valid-type]
         """The access policy in force at this node."""
         return in_force(node.policy, node.config.role)
 
-    @post("/reload", operation_id="ReloadPolicy", name="policy:reload", status_code=200,
+    @post("/reload", operation_id="ReloadPolicy", responses=problems(401, 422), name="policy:reload", status_code=200,
           security=[{"OperatorToken": []}])
     async def reload(self, node: NodeDep) -> PolicyInForce:  # type: ignore[valid-type]
         """Read the policy file again and put it in force. A bad file is refused

@@ -8,6 +8,7 @@ from litestar import Controller, get
 from litestar.params import Parameter
 
 from server.deps import NodeDep
+from server.errors import problems
 from server.purge_receipts import ReceiptView, receipts
 from sync.ids import NODE_ID_PATTERN
 
@@ -16,7 +17,7 @@ class PurgeReceiptController(Controller):
     path = "/purge-receipts"
     tags = ["scope"]
 
-    @get("/", operation_id="ListPurgeReceipts", name="purge-receipts:list")
+    @get("/", operation_id="ListPurgeReceipts", responses=problems(400, 401), name="purge-receipts:list")
     async def list_all(self, node: NodeDep, peer: Annotated[str | None, Parameter(
             pattern=NODE_ID_PATTERN, description="only the receipts of this node")] = None,
     ) -> list[ReceiptView]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from litestar import Controller, post
 
 from server.deps import NodeDep
-from server.errors import WrongNodeError
+from server.errors import WrongNodeError, problems
 from server.retention import RetentionReport
 
 
@@ -14,7 +14,7 @@ class RetentionController(Controller):
     path = "/retention"
     tags = ["retention"]
 
-    @post("/run", operation_id="RunRetention", name="retention:run", status_code=200,
+    @post("/run", operation_id="RunRetention", responses=problems(401, 409), name="retention:run", status_code=200,
           security=[{"OperatorToken": []}])
     async def run(self, node: NodeDep) -> RetentionReport:  # type: ignore[valid-type]
         """Purge now what HQ's ``[retention]`` periods have expired: results

@@ -12,6 +12,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 
 from server import audit_shipping, sync_auth
 from server.deps import NodeDep
+from server.errors import problems
 from server.node import Node
 from server.transport import SYNC_MEDIA_TYPE
 from sync.errors import OversizedBatchError
@@ -51,7 +52,8 @@ class SyncController(Controller):
     path = "/sync"
     tags = ["sync"]
 
-    @post("/pull", operation_id="SyncPull", name="sync:pull", media_type=SYNC_MEDIA_TYPE, status_code=200,
+    @post("/pull", operation_id="SyncPull",
+          responses=problems(400, 403, 409, 413, 422), name="sync:pull", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
     async def pull(self, request: Request, node: NodeDep) -> Response[bytes]:
         """A downstream node asks for the changes after its cursor; answers one bounded page.
@@ -61,7 +63,8 @@ class SyncController(Controller):
         frame = await node.responder.handle("pull", body, _authenticate(node, request, "pull", body))
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
-    @post("/push", operation_id="SyncPush", name="sync:push", media_type=SYNC_MEDIA_TYPE, status_code=200,
+    @post("/push", operation_id="SyncPush",
+          responses=problems(400, 403, 409, 413, 422), name="sync:push", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
     async def push(self, request: Request, node: NodeDep) -> Response[bytes]:
         """A downstream node sends its changes; all are merged in one transaction and acknowledged.
@@ -73,7 +76,8 @@ class SyncController(Controller):
         return Response(frame, media_type=SYNC_MEDIA_TYPE)
 
 
-    @post("/audit", operation_id="SyncAudit", name="sync:audit", media_type=SYNC_MEDIA_TYPE, status_code=200,
+    @post("/audit", operation_id="SyncAudit",
+          responses=problems(400, 403, 409, 413, 422), name="sync:audit", media_type=SYNC_MEDIA_TYPE, status_code=200,
           operation_class=FrameOperation)
     async def audit(self, request: Request, node: NodeDep) -> Response[bytes]:
         """A downstream node sends the audit entries and checkpoints it has not
@@ -92,7 +96,7 @@ class SyncNowController(Controller):
     path = "/sync/now"
     tags = ["sync"]
 
-    @post("/", operation_id="SyncNow", name="sync:now", status_code=200)
+    @post("/", operation_id="SyncNow", responses=problems(401, 409, 502, 503), name="sync:now", status_code=200)
     async def sync_now(self, node: NodeDep) -> SyncReport:
         """Sync with the upstream now (push, then pull until caught up), then do the
         key work that calls for; returns what moved."""

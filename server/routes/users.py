@@ -12,7 +12,7 @@ from litestar.params import JSONBody, Parameter
 
 from server.audit_log import OPERATOR
 from server.deps import NodeDep
-from server.errors import WrongNodeError
+from server.errors import WrongNodeError, problems
 from server.node import Node
 from server.users import UserCreate, create_user, list_users, live_user, revoke_tokens, set_disabled
 from server.views import UserView, to_view
@@ -36,7 +36,8 @@ class UserAdminController(Controller):
     path = "/users"
     tags = ["users"]
 
-    @post("/", operation_id="CreateUser", name="users:create", status_code=201)
+    @post("/", operation_id="CreateUser",
+          responses=problems(400, 401, 409, 413, 422), name="users:create", status_code=201)
     async def create(self, data: JSONBody[UserCreate], node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """Define a user, at HQ. The password is hashed (Argon2id) before anything
         is stored; the user replicates to the nodes of its site."""
@@ -44,31 +45,34 @@ class UserAdminController(Controller):
         return to_view(UserView, await create_user(node.store, node.auth.passwords, data,
                                                    audit=lambda row_id: _entry(node, row_id, "create")))
 
-    @get("/", operation_id="ListUsers", name="users:list")
+    @get("/", operation_id="ListUsers", responses=problems(400, 401), name="users:list")
     async def list_all(self, node: NodeDep, username: Annotated[str | None, Parameter(
             max_length=64, description="only the user of this username")] = None) -> list[UserView]:  # type: ignore[valid-type]
         """The live users this node holds: all of them at HQ, its site's elsewhere."""
         return [to_view(UserView, row) for row in await list_users(node.store, username=username)]
 
-    @get("/{user_id:str}", operation_id="GetUser", name="users:get")
+    @get("/{user_id:str}", operation_id="GetUser", responses=problems(400, 401, 404), name="users:get")
     async def get(self, user_id: UserIdParam, node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """One user as this node holds it."""
         return to_view(UserView, await live_user(node.store, user_id))
 
-    @post("/{user_id:str}/disable", operation_id="DisableUser", name="users:disable", status_code=200)
+    @post("/{user_id:str}/disable", operation_id="DisableUser",
+          responses=problems(400, 401, 404, 409), name="users:disable", status_code=200)
     async def disable(self, user_id: UserIdParam, node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """At HQ: the user can no longer sign in, and every token of theirs stops
         working, at once here and at their site with its next sync."""
         _at_hq(node, "users disable")
         return to_view(UserView, await set_disabled(node.store, user_id, True, audit=_entry(node, user_id, "disable")))
 
-    @post("/{user_id:str}/enable", operation_id="EnableUser", name="users:enable", status_code=200)
+    @post("/{user_id:str}/enable", operation_id="EnableUser",
+          responses=problems(400, 401, 404, 409), name="users:enable", status_code=200)
     async def enable(self, user_id: UserIdParam, node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """At HQ: the user may sign in again (tokens from before stay revoked)."""
         _at_hq(node, "users enable")
         return to_view(UserView, await set_disabled(node.store, user_id, False, audit=_entry(node, user_id, "enable")))
 
-    @post("/{user_id:str}/revoke-tokens", operation_id="RevokeUserTokens", name="users:revoke-tokens",
+    @post("/{user_id:str}/revoke-tokens", operation_id="RevokeUserTokens",
+          responses=problems(400, 401, 404, 409), name="users:revoke-tokens",
           status_code=200)
     async def revoke_tokens(self, user_id: UserIdParam, node: NodeDep) -> UserView:  # type: ignore[valid-type]
         """At HQ: end every session and token of the user (a lost phone, say);

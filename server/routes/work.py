@@ -23,6 +23,7 @@ from server import work_api
 from server.access import ReadPurpose
 from server.auth import note_access, require_actor, require_user
 from server.deps import ActorDep, NodeDep
+from server.errors import problems
 from server.routes.consents import ConsentHistory, record_consent
 from server.routes.customers import ACCESS_SECURITY, RowIdParam
 from server.routes.auth import USER_SECURITY
@@ -57,7 +58,7 @@ class InboxController(Controller):
     path = "/work"
     tags = ["work"]
 
-    @get("/inbox", operation_id="GetInbox", name="work:inbox", guards=[require_user, require_actor],
+    @get("/inbox", operation_id="GetInbox", responses=problems(400, 401, 403), name="work:inbox", guards=[require_user, require_actor],
          security=USER_SECURITY)
     async def inbox(
         self, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
@@ -84,7 +85,7 @@ class InboxController(Controller):
         return await work_api.inbox(node, actor, kind=kind, due_before=due_before, priority_max=priority_max,
                                     limit=limit, cursor=cursor, since=since)
 
-    @get("/team", operation_id="GetTeamWork", name="work:team", guards=[require_actor],
+    @get("/team", operation_id="GetTeamWork", responses=problems(401, 403), name="work:team", guards=[require_actor],
          security=ACCESS_SECURITY)
     async def team(self, node: NodeDep, actor: ActorDep) -> TeamWork:  # type: ignore[valid-type]
         """A supervisor's view of their team's work at this node (HQ admins and the
@@ -100,7 +101,7 @@ class TaskController(Controller):
     tags = ["work"]
     guards = [require_actor]
 
-    @post("/", operation_id="CreateTask", name="tasks:create", status_code=201, security=ACCESS_SECURITY,
+    @post("/", operation_id="CreateTask", responses=problems(400, 401, 403, 404, 422), name="tasks:create", status_code=201, security=ACCESS_SECURITY,
           opt={"access": "create_task", "collection": "tasks"})
     async def create(self, data: JSONBody[TaskCreate], node: NodeDep, actor: ActorDep) -> TaskView:  # type: ignore[valid-type]
         """Open a task on a customer (supervisors, HQ): a care call, a visit, a
@@ -108,7 +109,7 @@ class TaskController(Controller):
         hours after its return; at most 3 attempts an hour apart, then archived)."""
         return await work_api.create_task(node, actor, data)
 
-    @patch("/{task_id:str}", operation_id="ChangeTask", name="tasks:change", security=ACCESS_SECURITY,
+    @patch("/{task_id:str}", operation_id="ChangeTask", responses=problems(400, 401, 403, 404, 409, 422), name="tasks:change", security=ACCESS_SECURITY,
            opt={"access": "change_task", "collection": "tasks"})
     async def change(self, task_id: TaskIdParam, data: JSONBody[TaskChange], node: NodeDep,  # type: ignore[valid-type]
                      actor: ActorDep) -> TaskView:  # type: ignore[valid-type]
@@ -116,7 +117,7 @@ class TaskController(Controller):
         ``/complaints/{id}/hand-over``)."""
         return await work_api.change_task(node, actor, task_id, data)
 
-    @post("/{task_id:str}/results", operation_id="RecordResult", name="tasks:results", status_code=201,
+    @post("/{task_id:str}/results", operation_id="RecordResult", responses=problems(400, 401, 403, 404, 409, 422), name="tasks:results", status_code=201,
           security=ACCESS_SECURITY, opt={"access": "record_result", "collection": "results"})
     async def record(self, task_id: TaskIdParam, data: JSONBody[ResultWrite], node: NodeDep,  # type: ignore[valid-type]
                      actor: ActorDep) -> ResultRecorded:  # type: ignore[valid-type]
@@ -127,7 +128,7 @@ class TaskController(Controller):
         request makes a task at the requested time."""
         return await work_api.record_result(node, actor, task_id, data)
 
-    @post("/{task_id:str}/call", operation_id="PlaceCall", name="tasks:call", status_code=200,
+    @post("/{task_id:str}/call", operation_id="PlaceCall", responses=problems(400, 401, 403, 404, 409), name="tasks:call", status_code=200,
           security=ACCESS_SECURITY, opt={"access": "call", "collection": "tasks"})
     async def call(self, task_id: TaskIdParam, node: NodeDep, actor: ActorDep) -> CallPermit:  # type: ignore[valid-type]
         """Place the task's call: the rules are checked again now (suppression,
@@ -142,7 +143,7 @@ class ComplaintController(Controller):
     tags = ["work"]
     guards = [require_actor]
 
-    @post("/", operation_id="OpenComplaint", name="complaints:open", status_code=201, security=ACCESS_SECURITY,
+    @post("/", operation_id="OpenComplaint", responses=problems(400, 401, 403, 404, 422), name="complaints:open", status_code=201, security=ACCESS_SECURITY,
           opt={"access": "complaint", "collection": "tasks"})
     async def open(self, data: JSONBody[ComplaintOpen], node: NodeDep, actor: ActorDep) -> ComplaintView:  # type: ignore[valid-type]
         """Open a complaint ticket; the caller is its first responder and owns it
@@ -150,7 +151,7 @@ class ComplaintController(Controller):
         days of another is flagged ``repeat_of``."""
         return await work_api.complaint_open(node, actor, data.customer_id, data.category, data.deadline_hours)
 
-    @post("/{task_id:str}/hand-over", operation_id="HandOverComplaint", name="complaints:hand-over",
+    @post("/{task_id:str}/hand-over", operation_id="HandOverComplaint", responses=problems(400, 401, 403, 404, 409, 422), name="complaints:hand-over",
           status_code=200, security=ACCESS_SECURITY, opt={"access": "complaint", "collection": "tasks"})
     async def hand_over(self, task_id: TaskIdParam, data: JSONBody[HandOver], node: NodeDep,  # type: ignore[valid-type]
                         actor: ActorDep) -> ComplaintView:
@@ -158,7 +159,7 @@ class ComplaintController(Controller):
         only); the first responder stays its owner."""
         return await work_api.complaint_move(node, actor, task_id, to=data.to)
 
-    @post("/{task_id:str}/archive", operation_id="ArchiveComplaint", name="complaints:archive", status_code=200,
+    @post("/{task_id:str}/archive", operation_id="ArchiveComplaint", responses=problems(400, 401, 403, 404, 409, 422), name="complaints:archive", status_code=200,
           security=ACCESS_SECURITY, opt={"access": "complaint", "collection": "tasks"})
     async def archive(self, task_id: TaskIdParam, node: NodeDep, actor: ActorDep) -> ComplaintView:  # type: ignore[valid-type]
         """Archive the ticket (its owner or a supervisor only); an archived ticket
@@ -171,7 +172,7 @@ class CustomerWorkController(Controller):
     tags = ["work"]
     guards = [require_actor]
 
-    @get("/{row_id:str}/card", operation_id="GetCustomerCard", name="customers:card", security=ACCESS_SECURITY,
+    @get("/{row_id:str}/card", operation_id="GetCustomerCard", responses=problems(400, 401, 403, 404), name="customers:card", security=ACCESS_SECURITY,
          opt={"access": "read"})
     async def card(self, row_id: RowIdParam, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
                    purpose: FromQuery[ReadPurpose | None] = None) -> CustomerCard:
@@ -180,14 +181,14 @@ class CustomerWorkController(Controller):
         names the fields shown and the ``purpose`` given."""
         return await work_api.card(node, actor, row_id, purpose)
 
-    @post("/{row_id:str}/callbacks", operation_id="ScheduleCallback", name="customers:callbacks", status_code=201,
+    @post("/{row_id:str}/callbacks", operation_id="ScheduleCallback", responses=problems(400, 401, 403, 404, 422), name="customers:callbacks", status_code=201,
           security=ACCESS_SECURITY, opt={"access": "callback", "collection": "tasks"})
     async def callback(self, row_id: RowIdParam, data: JSONBody[CallbackRequest], node: NodeDep,  # type: ignore[valid-type]
                        actor: ActorDep) -> TaskView:  # type: ignore[valid-type]
         """Schedule a call back at the time the customer asked for, assigned to the caller."""
         return await work_api.schedule_callback(node, actor, row_id, data.at_ms, data.kind)
 
-    @post("/{row_id:str}/refuse-marketing", operation_id="RefuseMarketing", name="customers:refuse-marketing",
+    @post("/{row_id:str}/refuse-marketing", operation_id="RefuseMarketing", responses=problems(400, 401, 403, 404, 409, 422), name="customers:refuse-marketing",
           status_code=201, security=ACCESS_SECURITY, opt={"access": "consent"})
     async def refuse_marketing(self, row_id: RowIdParam, data: JSONBody[RefuseMarketing], node: NodeDep,  # type: ignore[valid-type]
                                actor: ActorDep, request: Request) -> ConsentHistory:  # type: ignore[type-arg]
