@@ -54,6 +54,8 @@ class ApiNodes:
     victim_customer: str = ""
     #: users made at HQ, by username
     users: dict[str, str] = field(default_factory=dict)
+    #: tasks made at branch-a: two care tasks of the agent and a complaint ticket
+    tasks: list[str] = field(default_factory=list)
     #: role -> further sessions of its user, for operations that end the one they use
     spare: dict[str, list[str]] = field(default_factory=dict)
 
@@ -93,6 +95,13 @@ def api_nodes(tmp_path_factory: pytest.TempPathFactory, aio: LoopThread) -> Iter
                           json={"purpose": "marketing", "granted": i % 2 == 0, "channel": "phone"})
         n.victim_customer = n.customers[-1]
         await n.sync()
+        branch = below["branch-a"]
+        for customer in n.customers[:2]:
+            task = await branch.call("POST", "/tasks", json={"customer_id": customer, "kind": "care",
+                                                             "assignee": n.users["fz-agent"]})
+            n.tasks.append(task["row_id"])
+        ticket = await branch.call("POST", "/complaints", json={"customer_id": n.customers[0], "category": "billing"})
+        n.tasks.append(ticket["task"]["row_id"])
         tokens = await asyncio.gather(*(n.sign_in(u, s) for u, s in ROLE_USERS.values()))
         n.tokens = dict(zip(ROLE_USERS, tokens, strict=True))
         for role, (username, site) in ROLE_USERS.items():

@@ -73,7 +73,7 @@ SEEDED: dict[str, list[str]] = {}
 
 
 #: how many rows of each kind the seed makes (tests/api/conftest.py)
-SEED_COUNTS = {"customers": 3, "victim_customer": 1, "users": len(ROLE_USERS), "victim_user": 1}
+SEED_COUNTS = {"customers": 3, "victim_customer": 1, "users": len(ROLE_USERS), "victim_user": 1, "tasks": 3}
 SEED_PREFIX = "@seed/"
 
 
@@ -101,6 +101,8 @@ def _real_values(name: str, operation_id: str | None) -> list[str]:
         return seeded("victim_user") if operation_id in ON_VICTIM_USER else seeded("users")
     if name == "actor_id":
         return seeded("users")
+    if name == "task_id":
+        return seeded("tasks")
     if name == "partner":
         return ["partner-x", *PARTNER_SAFE] if operation_id == "GetOffboarding" else list(PARTNER_SAFE)
     return []
@@ -148,7 +150,7 @@ def seeded(api_nodes: ApiNodes) -> Iterator[ApiNodes]:
     SEEDED.update(
         customers=api_nodes.customers[:-1], victim_customer=[api_nodes.victim_customer],
         users=[uid for name, uid in api_nodes.users.items() if name != VICTIM[0]],
-        victim_user=[api_nodes.users[VICTIM[0]]],
+        victim_user=[api_nodes.users[VICTIM[0]]], tasks=api_nodes.tasks,
     )
     try:
         yield api_nodes
