@@ -215,6 +215,8 @@ def changed_value(field: str, current: Any) -> Any:
         "status": lambda: "suspended" if current != "suspended" else "active",
         "assigned_agent": lambda: STRANGER if current != STRANGER else new_id(), "account_manager": new_id,
         "sales_rep": lambda: "rep-changed",
+        "tz": lambda: "Asia/Urumqi" if current != "Asia/Urumqi" else "Asia/Shanghai",
+        "star_seen": lambda: ((current or 0) + 1) % 8, "promoted_at_ms": lambda: (current or 0) + 1,
     }
     return values[field]() if field in values else person(77)[field]
 
@@ -363,6 +365,7 @@ def create_body(d: AccessDeployment, caller: Caller, index: int) -> dict[str, An
         "partners_add": [site] if NODES[site] == "partner" else ["partner-x"],
         "star_level": 4, "segment": "bronze", "arpu_fen": 100, "status": "active",
         "tags_add": ["created"], "suppression_add": ["do_not_call"],
+        "tz": "Asia/Shanghai", "star_seen": 4, "promoted_at_ms": 1,
     }
     values = {**person(200 + index), **own}
     body = {m: values[m] for m in MEMBERS
