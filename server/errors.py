@@ -38,6 +38,7 @@ from server.consents import ConsentRequiredError, ConsentTimeError, CustomerDele
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
 from server.offboarding import NotAPartnerError, NotPurgedYetError
+from server.phones import PhoneNodeError
 from server.sync_auth import SyncAuthError
 from server.sessions import (
     AccountDisabledError,
@@ -166,6 +167,7 @@ STATUS[SyncAuthError] = 403
 STATUS[ConsentRequiredError] = 422
 STATUS[ConsentTimeError] = 422
 STATUS[CustomerDeletedError] = 409
+STATUS[PhoneNodeError] = 409
 
 
 def status_of(exc: Exception) -> int:
