@@ -249,9 +249,10 @@ class Phone:
         return result_id
 
     async def schedule_callback(self, customer_id: str, at_ms: int, *, now_ms: int, kind: TaskKind = "care",
-                                task_id: str | None = None, priority: int = 5) -> str:
+                                task_id: str | None = None) -> str:
         """A new task for the user on a customer held here, due at ``at_ms``
         (``task_id``: the task it follows up, whose kind and campaign it takes).
+        Its priority stays the default: an account manager may not set one.
         Returns the new task's id."""
         customer = await self.store.read_row("customers", customer_id)
         if customer is None or customer["deleted"]:
@@ -264,7 +265,7 @@ class Phone:
             kind, campaign = origin["kind"], origin["campaign_id"]
         new_id = new_ulid(now_ms, os.urandom(10))
         values = {"customer_id": customer_id, "kind": kind, "campaign_id": campaign, "assignee": self.user_id,
-                  "site": self.profile.site, "status": "assigned", "due_at_ms": at_ms, "priority": priority}
+                  "site": self.profile.site, "status": "assigned", "due_at_ms": at_ms}
         await self.store.write_local([Edit("tasks", new_id, name, "set", value)
                                       for name, value in values.items() if value is not None])
         return new_id

@@ -38,7 +38,7 @@ from server.consents import ConsentRequiredError, ConsentTimeError, CustomerDele
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
 from server.offboarding import NotAPartnerError, NotPurgedYetError
-from server.phones import PhoneNodeError
+from server.phones import PhoneNameError, PhoneNodeError
 from server.sync_auth import SyncAuthError
 from server.sessions import (
     AccountDisabledError,
@@ -168,6 +168,7 @@ STATUS[ConsentRequiredError] = 422
 STATUS[ConsentTimeError] = 422
 STATUS[CustomerDeletedError] = 409
 STATUS[PhoneNodeError] = 409
+STATUS[PhoneNameError] = 422
 
 
 def status_of(exc: Exception) -> int:

@@ -20,7 +20,7 @@ from server.config import ConfigError, NodeEntry, SiteConfig
 from server.key_authority import KeyAuthority
 from server.peer_scopes import contracted_campaigns, peer_scope
 from server.phones import (
-    REGISTER_PATH, PhoneKeys, PhoneNodeError, device_of, phone_entry, phone_keys, registration,
+    REGISTER_PATH, PhoneKeys, PhoneNameError, PhoneNodeError, device_of, phone_entry, phone_keys, registration,
 )
 from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
@@ -221,7 +221,7 @@ class Node:
             raise PhoneNodeError(public.node_id, f"enrol it at the node of your site `{principal.site}`")
         device = device_of(site, public.node_id)
         if device is None:
-            raise PhoneNodeError(public.node_id, f"a phone's node id here is `{site}.<a new ULID, lowercase>`")
+            raise PhoneNameError(public.node_id, f"a phone's node id here is `{site}.<a new ULID, lowercase>`")
         if await self.store.node(public.node_id) is not None or await self.store.device(device) is not None:
             raise PhoneNodeError(public.node_id, "this node id is taken; draw another ULID")
         credential = await self.auth.enroll_device(principal, label, device_id=device)
@@ -250,7 +250,7 @@ class Node:
         if record is None or record.retired_ms is not None or record.role != "branch" or record.sign_pub is None:
             raise UnknownNodeError(site)
         if device_of(site, public.node_id) is None:
-            raise PhoneNodeError(public.node_id, f"a phone of `{site}` is named `{site}.<ULID, lowercase>`")
+            raise PhoneNameError(public.node_id, f"a phone of `{site}` is named `{site}.<ULID, lowercase>`")
         existing = await self.store.node(public.node_id)
         if existing is not None and (existing.parent != site or existing.role != "mobile"):
             raise PhoneNodeError(public.node_id, "registered below another node")

@@ -62,6 +62,12 @@ class PhoneNodeError(Exception):
         return {"node": self.node_id, "path": "$.node.node_id"}
 
 
+class PhoneNameError(PhoneNodeError):
+    """A phone node id that is not ``<site>.<ULID in lowercase>`` for this site: bad input."""
+
+    code = "invalid_phone_node"
+
+
 def phone_node_id(site: str, device_id: str) -> str:
     """The node id of the phone with ``device_id`` (a ULID) at ``site``."""
     return f"{site}.{device_id.lower()}"
