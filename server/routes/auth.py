@@ -180,15 +180,6 @@ class DeviceController(Controller):
                                 reason="register_phone")
         return Registered(node_id=data.node_id, parent=site)
 
-
-async def _check_signed(node: NodeDep, request: Request, route: str, claimed: str, body: bytes) -> None:  # type: ignore[valid-type,type-arg]
-    try:
-        await sync_auth.check(node.store, request.headers.get(sync_auth.HEADER), route=route, claimed=claimed,
-                              body=body, now_ms=wall_clock_ms(), max_drift_ms=node.config.sync.max_drift_ms)
-    except sync_auth.SyncAuthError as exc:
-        await node.audit.refused(claimed, None, "key_operation", collection="keys", status=403, reason="bad_signature")
-        raise exc
-
     @post("/sign-in", operation_id="DeviceSignIn", name="devices:sign-in", status_code=200,
           opt={"access": "sign_in", "collection": "auth"})
     async def sign_in(self, data: JSONBody[DeviceSignInRequest], node: NodeDep, request: Request) -> TokenPair:  # type: ignore[valid-type,type-arg]
@@ -197,3 +188,12 @@ async def _check_signed(node: NodeDep, request: Request, route: str, claimed: st
         await node.audit.record(pair.principal.user_id, "sign_in", role=pair.principal.role, collection="auth",
                                 reference=data.device_id)
         return pair
+
+
+async def _check_signed(node: NodeDep, request: Request, route: str, claimed: str, body: bytes) -> None:  # type: ignore[valid-type,type-arg]
+    try:
+        await sync_auth.check(node.store, request.headers.get(sync_auth.HEADER), route=route, claimed=claimed,
+                              body=body, now_ms=wall_clock_ms(), max_drift_ms=node.config.sync.max_drift_ms)
+    except sync_auth.SyncAuthError as exc:
+        await node.audit.refused(claimed, None, "key_operation", collection="keys", status=403, reason="bad_signature")
+        raise exc
