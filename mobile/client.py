@@ -26,6 +26,7 @@ from crypto.keystore import Keystore, create_keystore, open_keystore
 from crypto.plaintext import Plaintext
 from mobile.errors import EnrolmentError, NotHeldError
 from mobile.keys import PhoneKeys, enrolment, open_customer, purge_receipts, take_scope_keys
+from mobile.masks import mask
 from mobile.transport import SiteTransport
 from sync.edits import Edit
 from sync.errors import LinkDownError
@@ -53,6 +54,8 @@ class Profile(msgspec.Struct, kw_only=True):
     user_id: str
     device_id: str
     max_drift_ms: int = 60_000
+    #: the customer fields the user's role sees masked (from the site, at each sync)
+    masked: list[str] = []
 
 
 class InboxTask(msgspec.Struct, kw_only=True):
@@ -70,21 +73,23 @@ class InboxTask(msgspec.Struct, kw_only=True):
 
 
 class Card:
-    """A customer as the phone holds it: the plain fields, and the personal fields
-    opened with the phone's keys (`Plaintext`, masked in repr) or the reason they
-    did not open."""
+    """A customer as the phone shows it: the plain fields; the personal fields
+    opened with the phone's keys (`Plaintext`, masked in repr), or masked for
+    those the user's role sees masked; and the reason any other did not open."""
 
-    __slots__ = ("customer_id", "fields", "pii", "unavailable")
+    __slots__ = ("customer_id", "fields", "pii", "masked", "unavailable")
 
     def __init__(self, customer_id: str, fields: dict[str, Any], pii: dict[str, Plaintext],
-                 unavailable: dict[str, str]) -> None:
+                 masked: dict[str, str], unavailable: dict[str, str]) -> None:
         self.customer_id = customer_id
         self.fields = fields
         self.pii = pii
+        self.masked = masked
         self.unavailable = unavailable
 
     def __repr__(self) -> str:
-        return f"Card(customer_id={self.customer_id!r}, pii={sorted(self.pii)}, unavailable={self.unavailable})"
+        return (f"Card(customer_id={self.customer_id!r}, pii={sorted(self.pii)}, masked={sorted(self.masked)}, "
+                f"unavailable={self.unavailable})")
 
 
 class Phone:
@@ -174,8 +179,13 @@ class Phone:
     async def refresh_keys(self) -> tuple[int, int]:
         """Fetch and take this phone's scope keys (signed ``POST /devices/keys``)."""
         body = msgspec.json.encode({"node": self.node_id})
-        answer = await self.transport.post("/devices/keys", "keys", body, "application/json")
-        return take_scope_keys(self.keystore, msgspec.json.decode(answer, type=PhoneKeys))
+        answer = msgspec.json.decode(await self.transport.post("/devices/keys", "keys", body, "application/json"),
+                                     type=PhoneKeys)
+        taken = take_scope_keys(self.keystore, answer)
+        if sorted(answer.masked) != self.profile.masked:
+            self.profile = msgspec.structs.replace(self.profile, masked=sorted(answer.masked))
+            (self.data_dir / PROFILE_FILE).write_bytes(msgspec.json.encode(self.profile))
+        return taken
 
     async def pending(self) -> int:
         """Changes recorded here that the site has not acknowledged yet."""
@@ -216,9 +226,12 @@ class Phone:
         row = await self.store.read_row("customers", customer_id)
         if row is None or row["deleted"]:
             raise NotHeldError("customers", customer_id)
-        pii, unavailable = open_customer(self.keystore, row)
+        opened, unavailable = open_customer(self.keystore, row)
+        hidden = set(self.profile.masked)
+        pii = {f: v for f, v in opened.items() if f not in hidden}
+        masked = {f: mask(f, v) for f, v in opened.items() if f in hidden}
         plain = {name: value for name, value in row.items() if not isinstance(value, bytes)}
-        return Card(customer_id, plain, pii, unavailable)
+        return Card(customer_id, plain, pii, masked, unavailable)
 
     # ------------------------------------------------------------ writing, offline
 

@@ -68,6 +68,7 @@ class PhoneKeys(msgspec.Struct, kw_only=True):
     node: str
     key_version: int
     keys: list[WrappedScopeKey]
+    masked: list[str] = []
 
 
 def take_scope_keys(keystore: Keystore, answer: PhoneKeys) -> tuple[int, int]:

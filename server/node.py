@@ -20,7 +20,7 @@ from server.config import ConfigError, NodeEntry, SiteConfig
 from server.key_authority import KeyAuthority
 from server.peer_scopes import contracted_campaigns, peer_scope
 from server.phones import (
-    REGISTER_PATH, PhoneKeys, PhoneNameError, PhoneNodeError, device_of, phone_entry, phone_keys, registration,
+    PHONE_ROLE, REGISTER_PATH, PhoneKeys, PhoneNameError, PhoneNodeError, device_of, phone_entry, phone_keys, registration,
 )
 from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
@@ -240,7 +240,8 @@ class Node:
         scope = self.scope_for(peer) if peer in self.phones else None
         if record is None or scope is None or record.kem_pub is None:
             raise UnknownNodeError(peer)
-        return phone_keys(self.keyring.keystore, self.config.node_id, record, scope.classes)
+        return phone_keys(self.keyring.keystore, self.config.node_id, record, scope.classes,
+                          masked=self.policy.masked_fields(PHONE_ROLE, "customers"))
 
     async def register_phone(self, site: str, public: NodePublicKeys) -> None:
         """Upstream of ``site``: record a phone enrolled there, so the phone's changes

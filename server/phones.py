@@ -81,6 +81,10 @@ def device_of(site: str, node_id: str) -> str | None:
     return node_id[len(prefix):].upper()
 
 
+#: the role of a phone's user (the policy's roles at a ``mobile`` site)
+PHONE_ROLE = "account_manager"
+
+
 def phone_entry(node_id: str, site: str, user_id: str) -> NodeEntry:
     """The registry entry a phone is served by: kind ``mobile``, its user's rows.
     No blind-index key: a phone looks no one up by number."""
@@ -125,9 +129,12 @@ class PhoneKeys(msgspec.Struct, kw_only=True):
     node: str
     key_version: int
     keys: list[WrappedScopeKey]
+    #: the customer fields the user's role sees masked: the phone shows them masked
+    masked: list[str] = []
 
 
-def phone_keys(keystore: Keystore, site: str, record: NodeRecord, classes: frozenset[str]) -> PhoneKeys:
+def phone_keys(keystore: Keystore, site: str, record: NodeRecord, classes: frozenset[str],
+               masked: frozenset[str] = frozenset()) -> PhoneKeys:
     """The site's scope keys of its own group in ``classes`` (never the blind-index
     key), each version it holds, wrapped for the phone of ``record``."""
     assert record.kem_pub is not None and record.key_version is not None
@@ -139,7 +146,7 @@ def phone_keys(keystore: Keystore, site: str, record: NodeRecord, classes: froze
                                group=key.group, field_class=key.field_class, version=key.version)
         out.append(WrappedScopeKey(group=key.group, field_class=key.field_class, version=key.version,
                                    wrapped=_enc(wrap_scope_key(record.kem_pub, key.raw, ctx))))
-    return PhoneKeys(node=record.node_id, key_version=record.key_version, keys=out)
+    return PhoneKeys(node=record.node_id, key_version=record.key_version, keys=out, masked=sorted(masked))
 
 
 # ---------------------------------------------------------------- registration upstream
