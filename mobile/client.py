@@ -28,12 +28,14 @@ from mobile.errors import EnrolmentError, NotHeldError
 from mobile.keys import PhoneKeys, enrolment, open_customer, purge_receipts, take_scope_keys
 from mobile.masks import mask
 from mobile.transport import SiteTransport
+from server.work.calendar import WorkCalendar
+from server.work.outcomes import callback_edits, result_edits
 from sync.edits import Edit
 from sync.errors import LinkDownError
 from sync.hlc import Clock
 from sync.ids import new_ulid
 from sync.replicator import Replicator, SyncReport
-from sync.schema import CallOutcome, TaskKind, TaskStatus
+from sync.schema import CallOutcome
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,8 @@ class Phone:
                                        now_ms=wall_clock_ms)
         self.replicator = Replicator(store, self.transport, upstream=profile.site,
                                      on_purge=purge_receipts(lambda: keystore.identity, wall_clock_ms))
+        #: the work rules' calendar (customers without a zone of their own: Asia/Shanghai)
+        self.calendar = WorkCalendar()
 
     @property
     def node_id(self) -> str:
@@ -235,53 +239,56 @@ class Phone:
 
     # ------------------------------------------------------------ writing, offline
 
-    async def record_result(self, task_id: str, outcome: CallOutcome, duration_s: int, *, now_ms: int,
+    async def record_result(self, task_id: str, outcome: CallOutcome | None, duration_s: int, *, now_ms: int,
                             callback_at_ms: int | None = None, order_id: str | None = None,
-                            satisfaction: int | None = None, refusal_reason: str | None = None,
-                            status: TaskStatus | None = None) -> str:
-        """Record the result of a call or visit on one of the user's tasks, here:
-        a new ``results`` row (agent: the user, site: the phone's site), one more
-        attempt on the task and, if given, the task's new ``status``. Returns the
-        result's id. Raises `NotHeldError` for a task not held here, and
-        `InvalidEditError` (nothing written) for a value the schema refuses."""
+                            satisfaction: int | None = None, refusal_reason: str | None = None) -> str:
+        """Record the result of a call (``outcome``) or visit (None) on one of the
+        user's tasks, here, and what the work rules say it causes
+        (`server.work.outcomes.result_edits`: another attempt at another time slot,
+        the task done or archived, suppression, a callback task...), in one local
+        write. The result's ``agent`` is the user, its ``site`` the phone's site.
+        Returns the result's id. Raises `NotHeldError` for a task (or its
+        customer) not held here, and `InvalidEditError` (nothing written) for a
+        value the schema refuses."""
         task = await self.store.read_row("tasks", task_id)
         if task is None or task["deleted"] or task["assignee"] != self.user_id:
             raise NotHeldError("tasks", task_id)
+        customer = await self.store.read_row("customers", task["customer_id"]) if task["customer_id"] else None
+        if customer is None or customer["deleted"]:
+            raise NotHeldError("customers", str(task["customer_id"]))
+        campaign = await self.store.read_row("campaigns", task["campaign_id"]) if task["campaign_id"] else None
+        history = await self._rows("results", customer_id=customer["row_id"], deleted=False)
         result_id = new_ulid(now_ms, os.urandom(10))
         values: dict[str, Any] = {
-            "task_id": task_id, "customer_id": task["customer_id"], "outcome": outcome, "duration_s": duration_s,
+            "task_id": task_id, "customer_id": customer["row_id"], "outcome": outcome, "duration_s": duration_s,
             "agent": self.user_id, "site": self.profile.site, "recorded_at_ms": now_ms,
             "callback_at_ms": callback_at_ms, "order_id": order_id, "satisfaction": satisfaction,
             "refusal_reason": refusal_reason,
         }
-        edits = [Edit("results", result_id, name, "set", value) for name, value in values.items() if value is not None]
-        edits.append(Edit("tasks", task_id, "attempts", "increment", 1))
-        if status is not None:
-            edits.append(Edit("tasks", task_id, "status", "set", status))
+        present = {name: value for name, value in values.items() if value is not None}
+        edits = [Edit("results", result_id, name, "set", value) for name, value in present.items()]
+        edits += result_edits(result_id, present, task, customer, campaign, history, now_ms=now_ms,
+                              calendar=self.calendar, site=self.profile.site)
         await self.store.write_local(edits)
         return result_id
 
-    async def schedule_callback(self, customer_id: str, at_ms: int, *, now_ms: int, kind: TaskKind = "care",
-                                task_id: str | None = None) -> str:
-        """A new task for the user on a customer held here, due at ``at_ms``
-        (``task_id``: the task it follows up, whose kind and campaign it takes).
-        Its priority stays the default: an account manager may not set one.
-        Returns the new task's id."""
+    async def schedule_callback(self, customer_id: str, at_ms: int, *, now_ms: int, task_id: str | None = None) -> str:
+        """A task calling a customer held here back at ``at_ms``, assigned to the
+        user (`server.work.outcomes.callback_edits`; ``task_id``: the task it
+        follows up, whose kind and campaign it takes). Returns the task's id."""
         customer = await self.store.read_row("customers", customer_id)
         if customer is None or customer["deleted"]:
             raise NotHeldError("customers", customer_id)
-        campaign = None
+        kind, campaign = "care", None
         if task_id is not None:
             origin = await self.store.read_row("tasks", task_id)
             if origin is None or origin["assignee"] != self.user_id:
                 raise NotHeldError("tasks", task_id)
             kind, campaign = origin["kind"], origin["campaign_id"]
-        new_id = new_ulid(now_ms, os.urandom(10))
-        values = {"customer_id": customer_id, "kind": kind, "campaign_id": campaign, "assignee": self.user_id,
-                  "site": self.profile.site, "status": "assigned", "due_at_ms": at_ms}
-        await self.store.write_local([Edit("tasks", new_id, name, "set", value)
-                                      for name, value in values.items() if value is not None])
-        return new_id
+        edits = callback_edits(customer, at_ms, by=self.user_id, site=self.profile.site, now_ms=now_ms, kind=kind,
+                               campaign_id=campaign)
+        await self.store.write_local(edits)
+        return edits[0].row_id
 
     async def _rows(self, collection: str, **equals: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

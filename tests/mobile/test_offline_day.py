@@ -30,15 +30,16 @@ def test_a_day_offline_then_sync(site: Site, aio: LoopThread) -> None:
             first, second = inbox
             card = await phone.card(first.customer_id)  # offline: opened with the phone's own keys
             assert card.pii["name"].reveal() == "欧阳明远"
-            done = await phone.record_result(first.task_id, "success", 95, now_ms=now, satisfaction=5, status="done")
-            tried = await phone.record_result(second.task_id, "callback_requested", 20, now_ms=now + 1,
-                                              callback_at_ms=now + 24 * HOUR_MS)
+            done = await phone.record_result(first.task_id, "success", 95, now_ms=now, satisfaction=5)
+            tried = await phone.record_result(second.task_id, "no_answer", 0, now_ms=now + 1)
             callback = await phone.schedule_callback(second.customer_id, now + 24 * HOUR_MS, now_ms=now + 2,
                                                      task_id=second.task_id)
-            after = await phone.inbox(now + 3)
-            assert [t.task_id for t in after] == [second.task_id], "the finished task left the inbox"
+            assert await phone.inbox(now + 3) == [], "the work rules ran offline: one done, one retried later"
+            retried = await phone.store.read_row("tasks", second.task_id)
+            assert retried is not None and retried["status"] == "assigned" and retried["due_at_ms"] > now + 3
+            assert retried["attempts"] == 1
             tomorrow = await phone.inbox(now + 25 * HOUR_MS)
-            assert callback in [t.task_id for t in tomorrow]
+            assert {callback, second.task_id} <= {t.task_id for t in tomorrow}
             assert await phone.pending() > 0
             with pytest.raises(NotHeldError):
                 await phone.record_result(site.tasks["mia_1_due"], "success", 1, now_ms=now)
