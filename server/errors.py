@@ -40,6 +40,7 @@ from server.consents import ConsentRequiredError, ConsentTimeError, CustomerDele
 from server.key_authority import CustomerGoneError, NoSuchScopeKeyError, NotInRegistryError
 from server.keyring import NoScopeKeyError, NotNormalisableError
 from server.offboarding import NotAPartnerError, NotPurgedYetError
+from server.phones import PhoneNameError, PhoneNodeError
 from server.sync_auth import SyncAuthError
 from server.sessions import (
     AccountDisabledError,
@@ -186,6 +187,8 @@ STATUS[NotAComplaintError] = 422
 STATUS[BadTimeError] = 422
 STATUS[UnknownUserError] = 422
 STATUS[TaskKindError] = 422
+STATUS[PhoneNodeError] = 409
+STATUS[PhoneNameError] = 422
 
 
 class Problem(msgspec.Struct, kw_only=True):

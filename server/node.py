@@ -10,26 +10,34 @@ import asyncio
 import logging
 import os
 
+import msgspec
+
+from crypto.identity import NodePublicKeys
 from crypto.keystore import Keystore, create_keystore, open_keystore
 from server.audit_log import SYSTEM, AuditLog
 from server.audit_shipping import AuditShipper
-from server.config import ConfigError, SiteConfig
+from server.config import ConfigError, NodeEntry, SiteConfig
 from server.key_authority import KeyAuthority
-from server.peer_scopes import contracted_campaigns, scope_for
+from server.peer_scopes import contracted_campaigns, peer_scope
+from server.phones import (
+    PHONE_ROLE, REGISTER_PATH, PhoneKeys, PhoneNameError, PhoneNodeError, device_of, phone_entry, phone_keys, registration,
+)
 from server.policy import NodeScopeError, Policy, PolicyError, load_policy
 from server.key_steward import KeySteward
 from server.keyring import Keyring
 from server.purge_receipts import purge_hook
 from server.retention import Retention
-from server.sessions import Authenticator
+from server.sessions import Authenticator, DeviceCredential, NotAuthenticatedError, Principal
 from server.sync_auth import signer
 from server.work_rules import WorkRules, calendar_of, keyring_birthdays
 from server.transport import HttpTransport
 from sync.audit import AuditDraft
 from sync.hlc import Clock
 from sync.replicator import Replicator, SyncReport
-from sync.errors import SyncError
+from sync.errors import LinkDownError, SyncError, UnknownNodeError
+from sync.replicator import Route
 from sync.responder import Limits, Responder, ServedSession
+from sync.scope import PeerScope
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -96,6 +104,10 @@ class Node:
         #: partner -> the campaigns contracted to it (`refresh_scopes`)
         self.campaigns: dict[str, frozenset[str]] = {}
         self.hq = config.node_id if config.role == "hq" else config.upstream.node_id  # type: ignore[union-attr]
+        #: phones enrolled here that may sync here now, by node id (`check_peer` keeps it current)
+        self.phones: dict[str, NodeEntry] = {}
+        #: phones enrolled here not yet registered with the upstream (`forward_phones`)
+        self.unforwarded: set[str] = set()
         self.keyring = Keyring(store, keystore, hq=self.hq)
         #: HQ only: makes, hands out and rotates scope keys; erases customers
         self.authority = KeyAuthority(self.keyring, config, policy) if config.role == "hq" else None
@@ -120,8 +132,7 @@ class Node:
                 max_push_changes=max(config.sync.push_limit, 20_000),
                 max_page_changes=max(config.sync.page_limit, 20_000),
             ),
-            scope_for=lambda peer: scope_for(config, self.policy, peer, offboarding=peer in self.offboarding,
-                                             campaigns=self.campaigns.get(peer, frozenset())),
+            scope_for=self.scope_for,
             on_session=self._audit_served,
         )
         self.transport: HttpTransport | None = None
@@ -132,7 +143,7 @@ class Node:
                                            sign=signer(lambda: keystore.identity, wall_clock_ms))
             self.replicator = Replicator(
                 store,
-                self.transport,
+                self._to_upstream,
                 upstream=config.upstream.node_id,
                 page_limit=config.sync.page_limit,
                 push_limit=config.sync.push_limit,
@@ -164,13 +175,128 @@ class Node:
         try:
             await enroll_listed(store, config)
             node = cls(config, store, keystore, policy)
-            node.offboarding = {r.node_id for r in await store.nodes() if r.offboarding_ms is not None}
+            records = await store.nodes()
+            node.offboarding = {r.node_id for r in records if r.offboarding_ms is not None}
+            listed = {e.node_id for e in config.nodes}
+            node.unforwarded = {r.node_id for r in records if r.role == "mobile" and r.parent == config.node_id
+                                and r.node_id not in listed and r.sign_pub is not None}
             if node.authority is not None:
                 await node.authority.ensure_scope_keys()  # groups added to the registry since
         except BaseException:
             await store.close()
             raise
         return node
+
+    def scope_for(self, peer: str) -> PeerScope | None:
+        """The scope this node serves to a node below it: one its config lists, or
+        a phone enrolled here (None: not a node served here)."""
+        entry = next((e for e in self.config.nodes if e.node_id == peer), None) or self.phones.get(peer)
+        if entry is None:
+            return None
+        return peer_scope(entry, self.policy, offboarding=peer in self.offboarding,
+                          campaigns=self.campaigns.get(peer, frozenset()))
+
+    # ------------------------------------------------------------ phones (server/phones.py)
+
+    async def check_peer(self, peer: str) -> None:
+        """Refuse a node the registry knows that may not sync here: a phone
+        registered below another node (HQ knows its branches' phones, which sync
+        with their branch) is `UnknownNodeError`; a phone whose user may no longer
+        use it (disabled, deleted, revoked, moved) is `NotAuthenticatedError`.
+        Keeps the scope of a phone that may sync current (its user's rows)."""
+        if any(e.node_id == peer for e in self.config.nodes):
+            return
+        record = await self.store.node(peer)
+        if record is None:
+            return  # not known at all: the responder refuses it
+        device = device_of(self.config.node_id, peer)
+        if record.role != "mobile" or record.parent != self.config.node_id or device is None:
+            raise UnknownNodeError(peer)
+        try:
+            user = await self.auth.device_user(device)
+        except NotAuthenticatedError:
+            self.phones.pop(peer, None)
+            raise
+        self.phones[peer] = phone_entry(peer, self.config.node_id, user["row_id"])
+
+    async def enroll_phone(self, principal: Principal, label: str | None, public: NodePublicKeys) -> DeviceCredential:
+        """Enrol a signed-in account manager's phone as a device of theirs and a
+        node below this one (``public``: its keys, their possession proven by the
+        caller). Raises `PhoneNodeError` (not a branch, a malformed or taken id)."""
+        site = self.config.node_id
+        if self.config.role != "branch":
+            raise PhoneNodeError(public.node_id, f"phones sync with their user's branch node, not a {self.config.role} node")
+        if principal.site != site:
+            raise PhoneNodeError(public.node_id, f"enrol it at the node of your site `{principal.site}`")
+        device = device_of(site, public.node_id)
+        if device is None:
+            raise PhoneNameError(public.node_id, f"a phone's node id here is `{site}.<a new ULID, lowercase>`")
+        if await self.store.node(public.node_id) is not None or await self.store.device(device) is not None:
+            raise PhoneNodeError(public.node_id, "this node id is taken; draw another ULID")
+        credential = await self.auth.enroll_device(principal, label, device_id=device)
+        await self.store.enroll(public.node_id, parent=site, role="mobile")
+        await self.store.set_node_keys(public.node_id, key_version=public.key_version, sign_pub=public.sign_pub,
+                                       kem_pub=public.kem_pub)
+        self.phones[public.node_id] = phone_entry(public.node_id, site, principal.user_id)
+        self.unforwarded.add(public.node_id)
+        log.info("phone.enrolled", extra={"peer": public.node_id, "user_id": principal.user_id})
+        return msgspec.structs.replace(credential, node_id=public.node_id)
+
+    async def keys_for_phone(self, peer: str) -> PhoneKeys:
+        """The scope keys a phone enrolled here may hold now, wrapped for it."""
+        await self.check_peer(peer)
+        record = await self.store.node(peer)
+        scope = self.scope_for(peer) if peer in self.phones else None
+        if record is None or scope is None or record.kem_pub is None:
+            raise UnknownNodeError(peer)
+        return phone_keys(self.keyring.keystore, self.config.node_id, record, scope.classes,
+                          masked=self.policy.masked_fields(PHONE_ROLE, "customers"))
+
+    async def register_phone(self, site: str, public: NodePublicKeys) -> None:
+        """Upstream of ``site``: record a phone enrolled there, so the phone's changes
+        that the site forwards are taken as from a node below it. Raises
+        `UnknownNodeError` (``site`` is no branch enrolled here) or `PhoneNodeError`."""
+        record = await self.store.node(site)
+        if record is None or record.retired_ms is not None or record.role != "branch" or record.sign_pub is None:
+            raise UnknownNodeError(site)
+        if device_of(site, public.node_id) is None:
+            raise PhoneNameError(public.node_id, f"a phone of `{site}` is named `{site}.<ULID, lowercase>`")
+        existing = await self.store.node(public.node_id)
+        if existing is not None and (existing.parent != site or existing.role != "mobile"):
+            raise PhoneNodeError(public.node_id, "registered below another node")
+        await self.store.enroll(public.node_id, parent=site, role="mobile")
+        await self.store.set_node_keys(public.node_id, key_version=public.key_version, sign_pub=public.sign_pub,
+                                       kem_pub=public.kem_pub)
+        log.info("phone.registered", extra={"peer": public.node_id, "parent": site})
+
+    async def forward_phones(self) -> None:
+        """Register the phones enrolled here, and not yet upstream, with the upstream.
+        Raises `LinkDownError` when it is unreachable; a refusal is logged and
+        tried again before the next push."""
+        assert self.transport is not None
+        for node_id in sorted(self.unforwarded):
+            record = await self.store.node(node_id)
+            if record is None or record.sign_pub is None:
+                self.unforwarded.discard(node_id)
+                continue
+            body = msgspec.json.encode(registration(record))
+            headers = self.transport.sign("register", body) if self.transport.sign is not None else None
+            try:
+                await self.transport.post(REGISTER_PATH, body, "application/json", headers=headers)
+            except LinkDownError:
+                raise
+            except SyncError as exc:
+                log.warning("phone.register refused upstream", extra={"peer": node_id, "code": exc.code})
+                continue
+            self.unforwarded.discard(node_id)
+
+    async def _to_upstream(self, route: Route, body: bytes) -> bytes:
+        """The replicator's transport: the phones enrolled here are registered
+        upstream before a push may carry their changes."""
+        assert self.transport is not None
+        if route == "push" and self.unforwarded:
+            await self.forward_phones()
+        return await self.transport(route, body)
 
     async def refresh_scopes(self) -> None:
         """Read what the scopes of the nodes below depend on besides the policy and

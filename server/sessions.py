@@ -103,6 +103,8 @@ class DeviceCredential(msgspec.Struct, kw_only=True):
     device_id: str
     device_secret: str
     user_id: str
+    #: the phone's node id, when it enrolled its keys to sync here (server/phones.py)
+    node_id: str | None = None
 
 
 # ---------------------------------------------------------------- errors
@@ -418,8 +420,10 @@ class Authenticator:
 
     # ------------------------------------------------------------ devices
 
-    async def enroll_device(self, principal: Principal, label: str | None) -> DeviceCredential:
-        """Enrol a phone for the signed-in user: its credential, shown once."""
+    async def enroll_device(self, principal: Principal, label: str | None, *,
+                            device_id: str | None = None) -> DeviceCredential:
+        """Enrol a phone for the signed-in user: its credential, shown once.
+        ``device_id``: the id the phone's node id carries (`server.phones`), else a new one."""
         now = self.now_ms()
         user = await self._user(principal.user_id)
         rev = 0 if user is None else int(user["tokens_valid_after_ms"])
@@ -427,11 +431,28 @@ class Authenticator:
         if reason is not None:
             raise NotAuthenticatedError(reason)
         secret = self._new_secret(DEVICE_PREFIX)
-        device = DeviceRecord(device_id=self._new_id(now), user_id=principal.user_id, secret_hash=secret_digest(secret),
-                              label=label, rev=rev, enrolled_ms=now)
+        device = DeviceRecord(device_id=device_id or self._new_id(now), user_id=principal.user_id,
+                              secret_hash=secret_digest(secret), label=label, rev=rev, enrolled_ms=now)
         await self.store.add_device(device)
         log.info("auth.device enrolled", extra={"user_id": principal.user_id, "device_id": device.device_id})
         return DeviceCredential(device_id=device.device_id, device_secret=secret, user_id=principal.user_id)
+
+    async def device_user(self, device_id: str) -> dict[str, Any]:
+        """The user row of an enrolled phone, while the phone may still act for
+        them: raises `NotAuthenticatedError` for a revoked phone, or a user
+        disabled, deleted or revoked since, or moved to another role or site
+        (``user_changed``)."""
+        device = await self.store.device(device_id)
+        if device is None or device.revoked_ms is not None:
+            raise NotAuthenticatedError("device_credentials")
+        user = await self._user(device.user_id)
+        reason = refusal(user, device.rev)
+        if reason is None and user is not None and (user["site"] != self.node_id or user["role"] != "account_manager"):
+            reason = "user_changed"
+        if reason is not None:
+            log.info("auth.device refused", extra={"reason": reason, "device_id": device_id})
+            raise NotAuthenticatedError(reason)
+        return user  # type: ignore[return-value]
 
     async def device_sign_in(self, device_id: str, device_secret: str, *, address: str) -> TokenPair:
         """A new session for an enrolled phone, limited to the user who enrolled it."""

@@ -69,7 +69,7 @@ async def check(store: SqliteStore, header: str | None, *, route: str, claimed: 
         return  # not enrolled yet (or not known: the responder refuses it): nothing to check against
     if header is None:
         raise SyncAuthError(claimed, f"unsigned; send the `{HEADER}` header")
-    parts = header.split(".")
+    parts = header.rsplit(".", 3)  # a node id may hold dots (a phone's: `<site>.<device>`); the rest never do
     if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit():
         raise SyncAuthError(claimed, "malformed signature header")
     node, version, at, encoded = parts[0], int(parts[1]), int(parts[2]), parts[3]

@@ -53,3 +53,21 @@ def test_only_server_imports_litestar() -> None:
         if "litestar" in p.read_text()
     ]
     assert offenders == []
+
+
+MOBILE = ["mobile"] + sorted(m.name for m in pkgutil.walk_packages(__import__("mobile").__path__, "mobile."))
+
+
+@pytest.mark.parametrize("module", MOBILE)
+def test_the_phone_client_loads_no_server_code(module: str) -> None:
+    """The reference phone client speaks the protocol with `sync` and `crypto`
+    (and httpx, aiosqlite under `sync.store`): no litestar, and of the server
+    only its pure work rules, as a Kotlin or Swift client would."""
+    probe = (
+        f"import sys, {module}; "
+        "bad = sorted(m for m in sys.modules if m in ('litestar', 'uvicorn') "
+        "or (m.startswith('server') and m != 'server' and not m.startswith('server.work'))); "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "", f"{module} loads {out.stdout.strip()}"

@@ -14,6 +14,7 @@ from server import audit_shipping, sync_auth
 from server.deps import NodeDep
 from server.errors import problems
 from server.node import Node
+from server.sessions import NotAuthenticatedError
 from server.transport import SYNC_MEDIA_TYPE
 from sync.errors import OversizedBatchError
 from sync.replicator import SyncReport
@@ -43,6 +44,13 @@ def _authenticate(node: Node, request: Request, route: str, body: bytes) -> Call
             log.warning("sync.auth refused", extra={"peer": claimed, "route": route, "reason": exc.reason})
             await node.audit.refused(claimed, None, f"sync_{route}", collection="sync", status=403,
                                           reason="bad_signature")
+            raise
+        try:
+            await node.check_peer(claimed)  # a phone: its user may still use it, and it syncs here
+        except NotAuthenticatedError as exc:
+            log.warning("sync.phone refused", extra={"peer": claimed, "route": route, "reason": exc.reason})
+            await node.audit.refused(claimed, None, f"sync_{route}", collection="sync", status=401,
+                                     reason=exc.reason)
             raise
 
     return authenticate

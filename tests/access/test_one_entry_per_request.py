@@ -125,6 +125,8 @@ NO_PII: dict[str, Call] = {
     "EnrollDevice": _plain("POST", "/devices/enroll", json_body={"label": "x"}, auth="agent", node="branch-a"),
     "DeviceSignIn": _plain("POST", "/devices/sign-in",
                            json_body={"device_id": "01JD0QK2M6X3Z1V9A8B7C6D5T1", "device_secret": "x"}),
+    "GetPhoneKeys": _plain("POST", "/devices/keys", json_body={"node": "branch-a.x"}, node="branch-a"),
+    "RegisterPhone": _plain("POST", "/devices/register", json_body={"bogus": 1}),
     "GetHealth": _plain("GET", "/health"),
     "RecordConsent": _plain("POST", "/customers/{customer}/consents",
                             # a_team is on refused_marketing already: this changes nothing else tests see
