@@ -29,6 +29,7 @@ from mobile.keys import PhoneKeys, enrolment, open_customer, purge_receipts, tak
 from mobile.masks import mask
 from mobile.transport import SiteTransport
 from server.work.calendar import WorkCalendar
+from server.work.offer import NOT_OFFERED, offer_check
 from server.work.outcomes import callback_edits, result_edits
 from sync.edits import Edit
 from sync.errors import LinkDownError
@@ -203,16 +204,22 @@ class Phone:
 
     async def inbox(self, now_ms: int, *, horizon_ms: int = 0) -> list[InboxTask]:
         """The user's tasks to work now: open (open, assigned, in progress), due by
-        ``now_ms + horizon_ms`` (or undated), of customers held here and not
-        suppressed (do not call, refused marketing, blacklist); by due time
-        (undated last), then priority (higher first), then id."""
+        ``now_ms + horizon_ms`` (or undated), of customers held here, that the work
+        rules offer (`server.work.offer.offer_check`, as the site's inbox: not a
+        suppressed customer, attempts left); in the site inbox's order: by due
+        time (undated last), then priority (9 first), then id."""
         out = []
         for task in await self._rows("tasks", assignee=self.user_id, status=list(OPEN_STATUSES), deleted=False):
             due = task["due_at_ms"]
             if due is not None and due > now_ms + horizon_ms:
                 continue
             customer = await self.store.read_row("customers", task["customer_id"]) if task["customer_id"] else None
-            if customer is None or customer["deleted"] or customer["suppression"]:
+            if customer is None or customer["deleted"]:
+                continue
+            campaign = await self.store.read_row("campaigns", task["campaign_id"]) if task["campaign_id"] else None
+            results = await self._rows("results", customer_id=customer["row_id"], deleted=False)
+            refusal = offer_check(task, customer, campaign, results, now_ms=now_ms, calendar=self.calendar)
+            if refusal is not None and refusal.code in NOT_OFFERED:
                 continue
             out.append(InboxTask(task_id=task["row_id"], customer_id=task["customer_id"], kind=task["kind"],
                                  status=task["status"], due_at_ms=due, priority=task["priority"],

@@ -35,8 +35,8 @@ API_VERSION = "0.1.0"
 
 def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = True) -> Litestar:
     """The node's app: opens its keystore (with ``passphrase``) and store at
-    startup, syncs in the background (``replicate``), purges expired rows on
-    schedule at HQ, and closes everything at shutdown."""
+    startup, syncs in the background (``replicate``), sweeps the work rules and,
+    at HQ, purges expired rows on schedule, and closes everything at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -45,6 +45,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
         node.start_key_steward()
         node.start_audit_checkpoints()
         node.start_retention()
+        node.start_work_rules()
         if replicate:
             node.start_replication()
         try:

@@ -33,7 +33,7 @@ from server.work_errors import (
 from server.node import Node
 from server.work.calendar import DAY_MS, WorkCalendar
 from server.work.complaints import archive_complaint, deadline_state, hand_over, open_complaint
-from server.work.offer import offer_check
+from server.work.offer import NOT_OFFERED, offer_check
 from server.work.outcomes import callback_edits, result_edits
 from server.work.tasks import CLOSED, REVISIT_KINDS, advance, new_task, revisit_task
 from server.work_views import (
@@ -63,8 +63,6 @@ OPEN_STATUSES = ("open", "assigned", "in_progress")
 HISTORY = 20
 #: a callback this far ahead at most
 CALLBACK_HORIZON_MS = 90 * DAY_MS
-#: refusals the inbox leaves out: the task is not to be offered at all
-NOT_OFFERED = frozenset({"suppressed", "max_attempts", "closed"})
 
 
 # ---------------------------------------------------------------- helpers
@@ -169,7 +167,7 @@ def _decode(token: str, decoder: msgspec.msgpack.Decoder[Any], parameter: str, s
 # ---------------------------------------------------------------- inbox
 
 
-async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int | None, priority_max: int | None,
+async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int | None, priority_min: int | None,
                 limit: int, cursor: str | None, since: str | None, now_ms: int | None = None) -> InboxPage:
     """The caller's open tasks in work order, each with whether its call may be
     placed now; tasks the rules do not offer (suppressed customer, attempts used
@@ -195,7 +193,7 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
         _, due, priority, row_id = _decode(cursor, _page_decoder, "cursor", store.store_id)
         after = (due, priority, row_id)
     rows = await store.work_queue(limit=limit, after=after, statuses=OPEN_STATUSES, due_before=due_before,
-                                  priority_max=priority_max, **equals)
+                                  priority_min=priority_min, **equals)
     items, _ = await _offer(node, actor, rows, now)
     following = None
     if len(rows) == limit:
@@ -249,7 +247,7 @@ async def card(node: Node, actor: Actor, customer_id: str, purpose: str | None) 
     seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row))
     tasks = [t for t in await node.store.find_rows(TASKS, limit=1_000, customer_id=customer_id, deleted=False)
              if t["status"] in OPEN_STATUSES and _admits(node, actor, TASKS, t)]
-    tasks.sort(key=lambda t: (t["due_at_ms"] if t["due_at_ms"] is not None else NO_DUE, t["priority"], t["row_id"]))
+    tasks.sort(key=lambda t: (t["due_at_ms"] if t["due_at_ms"] is not None else NO_DUE, -t["priority"], t["row_id"]))
     results = [r for r in await node.store.find_rows(RESULTS, limit=10_000, customer_id=customer_id, deleted=False)
                if _admits(node, actor, RESULTS, r)]
     results.sort(key=lambda r: (r["recorded_at_ms"] or 0, r["row_id"]), reverse=True)

@@ -52,7 +52,7 @@ class InboxItem(msgspec.Struct, kw_only=True):
 
 class InboxPage(msgspec.Struct, kw_only=True):
     """One page of the caller's open tasks in work order (due time, then
-    priority 0 first), or, with ``since``, the caller's tasks changed since.
+    priority 9 first), or, with ``since``, the caller's tasks changed since.
 
     ``next``: pass as ``cursor`` for the next page (null: the last one);
     ``delta``: pass as ``since`` later to get only what changed after this

@@ -65,24 +65,24 @@ class InboxController(Controller):
         kind: FromQuery[TaskKind | None] = None,
         due_before: Annotated[int | None, QueryParameter(ge=0, le=(1 << 48) - 1,
                                                          description="only tasks due before (Unix ms)")] = None,
-        priority_max: Annotated[int | None, QueryParameter(ge=0, le=9, description="only priorities up to")] = None,
+        priority_min: Annotated[int | None, QueryParameter(ge=0, le=9, description="only priorities from (9 is the most urgent)")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200, description="tasks per page")] = 50,
         cursor: Annotated[str | None, QueryParameter(min_length=1, max_length=200, pattern=CURSOR,
                                                      description="the last page's `next`")] = None,
         since: Annotated[str | None, QueryParameter(min_length=1, max_length=200, pattern=CURSOR,
                                                     description="an earlier answer's `delta`")] = None,
     ) -> InboxPage:
-        """My open tasks in work order (due time, then priority, 0 first), each
+        """My open tasks in work order (due time, then priority, 9 first), each
         saying whether its call may be placed now or from when (the calling
         window, the daily attempts, the retry spacing); tasks of a suppressed
         customer or with their attempts used up are not offered. Filter by
-        ``kind``, ``due_before`` (Unix ms), ``priority_max``; page with
+        ``kind``, ``due_before`` (Unix ms), ``priority_min``; page with
         ``cursor`` (the last page's ``next``). With ``since`` (an earlier
         answer's ``delta``): only my tasks changed after it, and those that
         left the inbox in ``removed``. No personal information: the card has it."""
         if cursor is not None and since is not None:
             raise work_api.BadCursorError("since", "give `cursor` or `since`, not both")
-        return await work_api.inbox(node, actor, kind=kind, due_before=due_before, priority_max=priority_max,
+        return await work_api.inbox(node, actor, kind=kind, due_before=due_before, priority_min=priority_min,
                                     limit=limit, cursor=cursor, since=since)
 
     @get("/team", operation_id="GetTeamWork", responses=problems(401, 403), name="work:team", guards=[require_actor],

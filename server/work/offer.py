@@ -45,6 +45,9 @@ DEFAULT_WINDOW_MIN = (8 * 60, 21 * 60)
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_SPACING_MIN = 60
 MINUTE_MS = 60_000
+#: refusals that mean the task is not offered at all (an inbox leaves it out),
+#: as against those that only mean "not yet"
+NOT_OFFERED = frozenset({"suppressed", "max_attempts", "closed"})
 #: the tag a suspended or vacant number leaves on the customer
 INVALID_NUMBER_TAG = "invalid_number"
 

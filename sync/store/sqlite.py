@@ -1195,10 +1195,10 @@ class SqliteStore(AuditLogStore):
     @_reads
     async def work_queue(
         self, *, limit: int, after: tuple[int, int, str] | None = None, statuses: tuple[str, ...] = (),
-        due_before: int | None = None, priority_max: int | None = None, **equals: Any,
+        due_before: int | None = None, priority_min: int | None = None, **equals: Any,
     ) -> list[dict[str, Any]]:
         """Live tasks matching ``equals`` (as in `find_rows`), in work order: due
-        time (none last), then priority (0 first), then row id; keyset-paged
+        time (none last), then priority (9 first), then row id; keyset-paged
         after the (due key, priority, row id) of the last one read."""
         spec = COLLECTIONS["tasks"]
         names = ["row_id", *spec.columns]
@@ -1209,15 +1209,15 @@ class SqliteStore(AuditLogStore):
         if due_before is not None:
             where += " AND due_at_ms < ?"
             params.append(due_before)
-        if priority_max is not None:
-            where += " AND priority <= ?"
-            params.append(priority_max)
+        if priority_min is not None:
+            where += " AND priority >= ?"
+            params.append(priority_min)
         if after is not None:
-            where += " AND (coalesce(due_at_ms, ?), priority, row_id) > (?, ?, ?)"
-            params += [NO_DUE, *after]
+            where += " AND (coalesce(due_at_ms, ?), -priority, row_id) > (?, ?, ?)"
+            params += [NO_DUE, after[0], -after[1], after[2]]
         async with self._r.execute(
             f"SELECT {', '.join(names)} FROM tasks WHERE {where} "
-            f"ORDER BY coalesce(due_at_ms, ?), priority, row_id LIMIT ?", (*params, NO_DUE, limit),
+            f"ORDER BY coalesce(due_at_ms, ?), priority DESC, row_id LIMIT ?", (*params, NO_DUE, limit),
         ) as cur:
             rows = await cur.fetchall()
         return [_materialize(spec.columns.values(), names, r) for r in rows]

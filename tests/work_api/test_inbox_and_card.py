@@ -21,8 +21,8 @@ def mine(work: Work, username: str = "agent", **params: object) -> list[dict[str
 def test_the_inbox_lists_my_open_tasks_in_work_order_without_personal_information(work: Work) -> None:
     customer = work.customer()
     now = now_ms()
-    late = work.task(customer, due_at_ms=now - 2 * HOUR_MS, priority=7)
-    urgent = work.task(customer, due_at_ms=now - 2 * HOUR_MS, priority=1)
+    late = work.task(customer, due_at_ms=now - 2 * HOUR_MS, priority=1)
+    urgent = work.task(customer, due_at_ms=now - 2 * HOUR_MS, priority=8)
     later = work.task(customer, due_at_ms=now + 3 * HOUR_MS, kind="survey")
     undated = work.task(customer)
     someone_elses = work.task(customer, assignee=work.mate)
@@ -37,7 +37,7 @@ def test_the_inbox_lists_my_open_tasks_in_work_order_without_personal_informatio
     # filters
     assert [i["task"]["row_id"] for i in mine(work, kind="survey") if i["customer"]["row_id"] == customer] == [  # type: ignore[index]
         later["row_id"]]
-    assert {i["task"]["row_id"] for i in mine(work, priority_max=1)} >= {urgent["row_id"]}  # type: ignore[index]
+    assert {i["task"]["row_id"] for i in mine(work, priority_min=8)} >= {urgent["row_id"]}  # type: ignore[index]
     assert undated["row_id"] not in {i["task"]["row_id"] for i in mine(work, due_before=now)}  # type: ignore[index]
     # no personal value of the customer in the inbox
     text = work.get("agent", "/work/inbox").text
@@ -84,7 +84,7 @@ def test_bad_cursors_and_parameters_are_refused(work: Work) -> None:
     refused(work.get("agent", "/work/inbox", since="AAAA"), 400, "bad_cursor")
     delta = work.get("agent", "/work/inbox").json()["delta"]
     refused(work.get("agent", "/work/inbox", since=delta, cursor=delta), 400, "bad_cursor")
-    for params in ({"limit": 0}, {"limit": 201}, {"kind": "party"}, {"priority_max": 10}):
+    for params in ({"limit": 0}, {"limit": 201}, {"kind": "party"}, {"priority_min": 10}):
         response = work.get("agent", "/work/inbox", **params)
         assert response.status_code == 400, (params, response.text)
     assert work.d.clients["branch-a"].get("/work/inbox").status_code == 401
