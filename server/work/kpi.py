@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import typing
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
@@ -147,6 +148,27 @@ def param_name(name: str) -> str:
     return {"day_from": "from", "day_to": "to"}.get(name, name)
 
 
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def parse_day(param: str, text: str) -> date:
+    """The day ``text`` names (``YYYY-MM-DD``); raises `BadReportError` naming
+    ``param`` (the value is not repeated)."""
+    try:
+        if _DAY.match(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise BadReportError(param, f"`{param_name(param)}` is no calendar day: give YYYY-MM-DD, such as 2026-11-01")
+
+
+def check_dimension(by: str) -> Dimension:
+    """``by`` as a `Dimension`; raises `BadReportError` listing the choices."""
+    if by not in DIMENSIONS:
+        raise BadReportError("by", f"`by` is one of {', '.join(DIMENSIONS)}")
+    return by  # type: ignore[return-value]
+
+
 def zone(tz: str) -> ZoneInfo:
     """The time zone ``tz`` (an IANA name); raises `BadReportError`."""
     try:
@@ -195,9 +217,7 @@ class KpiTally:
 
     def __init__(self, users: Iterable[Mapping[str, Any]], *, by: Dimension, day_from: date, day_to: date,
                  tz: str = DEFAULT_TZ, site: str | None = None, team: str | None = None) -> None:
-        if by not in DIMENSIONS:
-            raise BadReportError("by", f"`by` is one of {', '.join(DIMENSIONS)}")
-        self.by = by
+        self.by = check_dimension(by)
         self.day_from = day_from
         self._starts = day_starts_ms(day_from, day_to, tz)
         self.site = site
