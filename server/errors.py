@@ -47,6 +47,7 @@ from server.sessions import (
     TooManyAttemptsError,
 )
 from server.users import UnknownSiteError, UserGoneError, UsernameTakenError
+from server.work.kpi import BadReportError
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ STATUS[SyncAuthError] = 403
 STATUS[ConsentRequiredError] = 422
 STATUS[ConsentTimeError] = 422
 STATUS[CustomerDeletedError] = 409
+STATUS[BadReportError] = 400
 
 
 def status_of(exc: Exception) -> int:
