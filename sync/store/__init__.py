@@ -240,7 +240,8 @@ class ReplicaStore(Protocol):
     ) -> list[str]: ...
 
     async def live_rows_between(self, collection: str, column: str, since: int, until: int, *,
-                                after: tuple[int, str] | None = None, limit: int = 1_000) -> list[dict[str, Any]]: ...
+                                after: tuple[int, str] | None = None, limit: int = 1_000,
+                                fields: tuple[str, ...] | None = None) -> list[dict[str, Any]]: ...
 
     async def live_row_stamps(
         self, collection: str, field: str | None = None, *, after: str = "", limit: int = 1_000, **equals: Any

@@ -1093,13 +1093,19 @@ class SqliteStore(AuditLogStore):
 
     @_reads
     async def live_rows_between(self, collection: str, column: str, since: int, until: int, *,
-                                after: tuple[int, str] | None = None, limit: int = 1_000) -> list[dict[str, Any]]:
+                                after: tuple[int, str] | None = None, limit: int = 1_000,
+                                fields: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """The live rows whose time ``column`` is in [``since``, ``until``),
-        materialized, in (``column``, row id) order after ``after`` (that pair of
-        the last row of the page before). `index_live_rows` on ``column`` makes
-        it a range scan (HQ has it on results' ``recorded_at_ms``, for retention)."""
+        materialized (only ``fields`` and ``row_id``, when given), in (``column``,
+        row id) order after ``after`` (that pair of the last row of the page
+        before). `index_live_rows` on ``column`` makes it a range scan (HQ has it
+        on results' ``recorded_at_ms``, for retention)."""
         spec = _live_spec(collection, column)
-        names = ["row_id", *spec.columns]
+        unknown = set(fields or ()) - set(spec.columns)
+        if unknown:
+            raise KeyError(f"{collection} has no field {sorted(unknown)[0]!r}")
+        columns = [spec.columns[f] for f in dict.fromkeys((*fields, column))] if fields else list(spec.columns.values())
+        names = ["row_id", *(c.name for c in columns)]
         at, row_id = after if after is not None else (since, "")
         async with self._r.execute(
             f"SELECT {', '.join(names)} FROM {spec.name} WHERE deleted = 0 AND {column} >= ? AND {column} < ? "
@@ -1107,7 +1113,7 @@ class SqliteStore(AuditLogStore):
             (since, until, at, row_id, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [_materialize(spec.columns.values(), names, r) for r in rows]
+        return [_materialize(columns, names, r) for r in rows]
 
     @_reads
     async def live_row_stamps(
