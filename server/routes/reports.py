@@ -37,6 +37,7 @@ from server.work.kpi import (
     BadReportError,
     Dimension,
     KpiRow,
+    RESULT_FIELDS,
     KpiTally,
     check_dimension,
     kpi_csv,
@@ -121,7 +122,7 @@ async def kpi_report(store: ReplicaStore, *, by: Dimension, day_from: date, day_
     since, until = period_ms(day_from, day_to, tz)
     after: tuple[int, str] | None = None
     while rows := await store.live_rows_between("results", "recorded_at_ms", since, until, after=after,
-                                                limit=PAGE_ROWS):
+                                                limit=PAGE_ROWS, fields=RESULT_FIELDS):
         for row in rows:
             tally.add_result(row)
         after = (rows[-1]["recorded_at_ms"], rows[-1]["row_id"])

@@ -91,6 +91,9 @@ COUNTS: tuple[str, ...] = (
     "attempts", "connected", "conversions", "long_calls", "talk_s", "orders", "orders_succeeded",
     "complaints_archived", "complaints_on_time", "satisfaction_n", "satisfaction_sum",
 )
+#: the fields of a live result the tally reads (what a store need fetch)
+RESULT_FIELDS: tuple[str, ...] = ("outcome", "duration_s", "order_id", "satisfaction", "agent", "site",
+                                  "recorded_at_ms")
 RATES: tuple[str, ...] = (
     "connect_rate", "conversion_rate", "long_call_share", "order_success_rate", "complaint_timeliness", "aht_s",
     "satisfaction",
