@@ -46,6 +46,7 @@ def test_pages_cover_the_range_once_in_time_order(tmp_path: Path, indexed: bool)
                 "01JD0QK2M6X3Z1V9A8B7C6D020", "01JD0QK2M6X3Z1V9A8B7C6D010"}
             assert {r["row_id"] for r in seen} == expected
             assert all(since <= r["recorded_at_ms"] < until and r["outcome"] == "connected" for r in seen)
+            assert all(r["deleted"] is False for r in seen)  # a bool column still reads as a bool
             narrow = await store.live_rows_between("results", "recorded_at_ms", since, until, limit=100,
                                                    fields=("outcome",))
             assert [r["row_id"] for r in narrow] == [r["row_id"] for r in seen]
