@@ -25,6 +25,7 @@ from server.routes.keys import EnrollController, KeyAdminController, NodeKeysCon
 from server.routes.offboarding import OffboardingController
 from server.routes.policy import PolicyController
 from server.routes.purge_receipts import PurgeReceiptController
+from server.routes.reports import ReportController
 from server.routes.retention import RetentionController
 from server.routes.sync import SyncController, SyncNowController
 from server.routes.users import UserAdminController
@@ -63,7 +64,7 @@ def create_app(config: SiteConfig, *, passphrase: str = "", replicate: bool = Tr
         # the customers API takes users and the operator (server/access.py)
         route_handlers=[SyncController, HealthController, NodeKeysController, AuthController, DeviceController,
                         CustomerController, ConsentController, AuditController, InboxController, TaskController,
-                        ComplaintController, CustomerWorkController, operator],
+                        ComplaintController, CustomerWorkController, ReportController, operator],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

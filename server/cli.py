@@ -1,4 +1,4 @@
-"""The `outpost` command: init, serve, sync, status, users, policy, retention, demo.
+"""The `outpost` command: init, serve, sync, status, users, policy, retention, report, demo.
 
 SITE is a site config: a path to a TOML file, or a name in sites/ (``branch-a``).
 Every command exits non-zero with a one-line message (no traceback) when the
@@ -575,6 +575,44 @@ def retention_run(site: str, data_dir: str | None, port: int | None, upstream_ur
     report = _call(_local_url(config), "/retention/run")
     click.echo(f"{config.node_id}: purged {report['results']} results recorded more than {periods.results_days} "
                f"days ago and {report['tasks']} tasks closed more than {periods.closed_tasks_days} days ago")
+
+
+@main.command()
+@_site_options
+@click.option("--by", type=click.Choice(["agent", "team", "site"]), default="agent", show_default=True,
+              help="One row per agent, team or site, and day.")
+@click.option("--from", "day_from", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
+@click.option("--to", "day_to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, included.")
+@click.option("--team", help="Only the work of this team's members.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), help="Also write the rows as CSV here.")
+@_friendly
+def report(site: str, data_dir: str | None, port: int | None, upstream_url: str | None, by: str, day_from: Any,
+           day_to: Any, team: str | None, csv_path: str | None) -> None:
+    """KPIs per agent, team or site and day, over the rows the running node holds
+    (HQ: all of them): a table here, and CSV with --csv."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from server.work.kpi import KpiRow, kpi_csv
+
+    config = _config(site, data_dir, port, upstream_url)
+    params = {"by": by, "from": f"{day_from:%Y-%m-%d}", "to": f"{day_to:%Y-%m-%d}", **({"team": team} if team else {})}
+    rows = msgspec.convert(_call(_local_url(config), "/reports/kpi", method="GET", params=params), list[KpiRow])
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    table = Table("day", by, "site", "calls", "connect", "conversion", ">18 s", "orders ok", "complaints on time",
+                  "AHT s", "satisfaction", title=f"{config.node_id}: KPIs {params['from']}..{params['to']}")
+    for r in rows:
+        table.add_row(str(r.day), r.key, r.site, str(r.attempts), pct(r.connect_rate), pct(r.conversion_rate),
+                      pct(r.long_call_share), pct(r.order_success_rate), pct(r.complaint_timeliness),
+                      "-" if r.aht_s is None else f"{r.aht_s:.1f}",
+                      "-" if r.satisfaction is None else f"{r.satisfaction:.2f}")
+    Console(width=160).print(table)
+    if csv_path:
+        Path(csv_path).write_text(kpi_csv(rows), encoding="utf-8", newline="")
+        click.echo(f"wrote {len(rows)} rows to {csv_path}")
 
 
 @main.command()

@@ -59,6 +59,7 @@ from server.work_errors import (
     TaskKindError,
     UnknownUserError,
 )
+from server.work.kpi import BadReportError
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
     return {status: ResponseSpec(data_container=Problem, media_type=PROBLEM_MEDIA_TYPE, generate_examples=False,
                                  description=PROBLEM_STATUSES[status])
             for status in statuses}
+STATUS[BadReportError] = 400
 
 
 def status_of(exc: Exception) -> int:

@@ -246,6 +246,10 @@ class ReplicaStore(Protocol):
         self, collection: str, column: str, before_ms: int, *, limit: int = 1_000
     ) -> list[str]: ...
 
+    async def live_rows_between(self, collection: str, column: str, since: int, until: int, *,
+                                after: tuple[int, str] | None = None, limit: int = 1_000,
+                                fields: tuple[str, ...] | None = None) -> list[dict[str, Any]]: ...
+
     async def live_row_stamps(
         self, collection: str, field: str | None = None, *, after: str = "", limit: int = 1_000, **equals: Any
     ) -> list[tuple[str, int]]: ...

@@ -139,6 +139,7 @@ NO_PII: dict[str, Call] = {
     "GetOffboarding": _plain("GET", "/partners/partner-x/offboard"),
     "OffboardPartner": _plain("POST", "/partners/branch-a/offboard"),
     "RetirePartner": _plain("POST", "/partners/branch-a/retire"),
+    "GetKpiReport": _plain("GET", "/reports/kpi?by=agent&from=2026-01-01&to=2026-12-31"),
     "GetPolicy": _plain("GET", "/policy"),
     "ReloadPolicy": _plain("POST", "/policy/reload", node="branch-b"),
     "ListPurgeReceipts": _plain("GET", "/purge-receipts"),
