@@ -28,6 +28,7 @@ from litestar.params import QueryParameter
 
 from server.access import Actor, NotPermittedError
 from server.auth import actor_of, require_actor
+from server.errors import problems
 from server.deps import ActorDep, NodeDep
 from server.work.kpi import (
     ARCHIVED,
@@ -143,6 +144,7 @@ class ReportController(Controller):
     guards = [require_actor, require_report_reader]
 
     @get("/kpi", operation_id="GetKpiReport", name="reports:kpi", security=REPORT_SECURITY,
+         responses=problems(400, 401, 403),
          opt={"access": "kpi_report", "collection": "reports"}, operation_class=_JsonOrCsv)
     async def kpi(self, request: Request[Any, Any, Any], node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
                   day_from: DayParam, day_to: ToParam, by: ByParam = "agent", site: SiteParam = None,
@@ -154,7 +156,7 @@ class ReportController(Controller):
         rows only. ``format=csv`` or ``Accept: text/csv`` answers CSV."""
         if format is not None and format not in FORMATS:
             raise BadReportError("format", "`format` is `json` or `csv`")
-        tz = getattr(getattr(node.config, "work", None), "tz", None) or DEFAULT_TZ
+        tz = node.config.work.tz
         rows = await kpi_report(node.store, by=check_dimension(by), day_from=parse_day("day_from", day_from),
                                 day_to=parse_day("day_to", day_to), tz=tz, site=site_for(actor, site), team=team)
         wants_csv = format == "csv" or (
