@@ -101,6 +101,12 @@ def check_writes(node: Node, actor: Actor, collection: str, fields: Iterable[str
         raise FieldsNotWritableError(collection, refused, actor.user.role)
 
 
+def work_site(node: Node, customer: Mapping[str, Any]) -> str:
+    """The site a new task on ``customer`` belongs to: the customer's home branch
+    (so the branch, and the phones below it, hold it), else this node."""
+    return customer.get("home_branch") or node.config.node_id
+
+
 async def task_in_scope(node: Node, actor: Actor, task_id: str) -> dict[str, Any]:
     row = await node.store.read_row(TASKS, task_id)
     if row is None or row["deleted"]:
@@ -328,7 +334,7 @@ async def schedule_callback(node: Node, actor: Actor, customer_id: str, at_ms: i
     if not now <= at_ms <= now + CALLBACK_HORIZON_MS:
         raise BadTimeError("at_ms", "must be in the future, within 90 days")
     edits = callback_edits(customer, at_ms, by=actor.user.user_id if actor.user else None,
-                           site=node.config.node_id, now_ms=now, kind=kind)
+                           site=work_site(node, customer), now_ms=now, kind=kind)
     check_writes(node, actor, TASKS, {e.field for e in edits})
     [task_id] = _edits_rows(edits, TASKS)
     await node.store.write_local(edits, audit=node.audit.draft(actor, "callback", collection=TASKS,
@@ -350,10 +356,10 @@ async def create_task(node: Node, actor: Actor, body: TaskCreate) -> Any:
         if body.order_ref is None or body.returned_at_ms is None:
             raise TaskKindError(body.kind, "names its work order: give `order_ref` and `returned_at_ms`")
         edits = revisit_task(body.order_ref, customer["row_id"], body.kind, body.returned_at_ms,
-                             site=node.config.node_id, now_ms=now, assignee=body.assignee)
+                             site=work_site(node, customer), now_ms=now, assignee=body.assignee)
     else:
         edits = new_task(new_ulid(now, os.urandom(10)), customer_id=customer["row_id"], kind=body.kind,
-                         assignee=body.assignee, site=node.config.node_id,
+                         assignee=body.assignee, site=work_site(node, customer),
                          status="assigned" if body.assignee else "open", due_at_ms=body.due_at_ms,
                          campaign_id=body.campaign_id, created_at_ms=now)
         edits.append(Edit(TASKS, edits[0].row_id, "priority", "set", body.priority))
@@ -403,7 +409,7 @@ async def complaint_open(node: Node, actor: Actor, customer_id: str, category: s
     now = wall_clock_ms()
     recent = await node.store.find_rows(TASKS, limit=10_000, customer_id=customer["row_id"], kind="complaint")
     task_id = new_ulid(now, os.urandom(10))
-    edits = open_complaint(task_id, customer["row_id"], category, actor.id, site=node.config.node_id, now_ms=now,
+    edits = open_complaint(task_id, customer["row_id"], category, actor.id, site=work_site(node, customer), now_ms=now,
                            calendar=calendar_of(node), recent=recent,
                            deadline_hours=deadline_hours or node.config.work.complaint_deadline_hours)
     check_writes(node, actor, TASKS, {e.field for e in edits})
