@@ -58,6 +58,7 @@ import re
 import resource
 import secrets
 import shutil
+import signal
 import ssl
 import sqlite3
 import statistics
@@ -102,6 +103,12 @@ TASK_STATUSES = ("open", "assigned", "in_progress", "done", "archived")
 TASK_WEIGHTS = (20, 25, 5, 40, 10)
 TASK_KINDS = ("care", "retention", "survey", "sales", "revisit_installation", "revisit_repair", "complaint", "visit")
 DAY_MS = 86_400_000
+#: the longest think time of an agent (open loop): below uvicorn's keep-alive timeout (5 s), so
+#: connections stay open between requests
+MAX_GAP_S = 4.0
+#: regime (b)'s offered rate, unless ``--rate``: this share of the bare endpoint's saturation
+#: throughput in the same run (a work target meeting TARGET_RATIO runs at most at twice this share)
+RATE_OF_BARE = 0.25
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -151,7 +158,8 @@ class DriveSpec(msgspec.Struct, kw_only=True):
 class DriveResult(msgspec.Struct, kw_only=True):
     """What one load-generator process saw."""
 
-    #: latencies (ms) of the requests counted in the window
+    #: latencies (ms) of the requests counted in the window: closed loop, those answered in it;
+    #: open loop, those scheduled in it (each waited for)
     latencies_ms: list[float]
     window_s: float
     #: every request answered, warm-up included
@@ -217,7 +225,7 @@ async def drive(spec: DriveSpec) -> DriveResult:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 scheduled = due
-                due += rnd.uniform(0.5, 1.5) * mean_gap_s
+                due += min(MAX_GAP_S, rnd.uniform(0.5, 1.5) * mean_gap_s)
             else:
                 scheduled = now()
                 if scheduled >= window_end:
@@ -229,13 +237,12 @@ async def drive(spec: DriveSpec) -> DriveResult:
             done = now()
             result.answered += 1
             statuses[str(response.status_code)] += 1
-            in_window = window_start <= scheduled < window_end
             if spec.mode == "open":
-                if in_window:
+                if window_start <= scheduled < window_end:
                     result.offered += 1
                     result.late += sent - scheduled > 0.010
                     result.latencies_ms.append((done - scheduled) * 1000)
-            elif in_window and done <= window_end:
+            elif window_start <= done <= window_end:  # throughput: answers in the window, whenever sent
                 result.latencies_ms.append((done - sent) * 1000)
             problem = _problem(spec.check, customer_id, response)
             if problem is not None and len(result.problems) < 10:
@@ -437,7 +444,7 @@ async def run_load(node: WorkServer, target: Target, token: str, ids: list[str],
     start_at = time.time() + 3.0  # time to start Python and make the clients
     specs = [DriveSpec(base_url=node.url, token=token, method=target.method, path=target.path, check=target.check,
                        customer_ids=ids, connections=CONNECTIONS // clients + (k < CONNECTIONS % clients), mode=mode,
-                       rate_per_s=args.rate / clients, warmup_s=args.warmup_s, duration_s=args.duration_s,
+                       rate_per_s=(args.rate or 0.0) / clients, warmup_s=args.warmup_s, duration_s=args.duration_s,
                        start_at=start_at, seed=seed * 10 + k)
              for k in range(clients)]
     db = node.data_dir / f"{SITE}.db"
@@ -445,7 +452,11 @@ async def run_load(node: WorkServer, target: Target, token: str, ids: list[str],
     children_before, busy_before, wall_before = children_cpu_s(), machine_busy_s(), time.perf_counter()
     procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "drive"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, cwd=ROOT) for _ in specs]
-    outs = await asyncio.gather(*(asyncio.to_thread(p.communicate, msgspec.json.encode(s)) for p, s in zip(procs, specs)))
+    window = (start_at + args.warmup_s, start_at + args.warmup_s + args.duration_s)
+    profiling = [asyncio.create_task(_profile_window(node, *window))] if node.profile_path else []
+    outs = await asyncio.gather(*(asyncio.to_thread(p.communicate, msgspec.json.encode(s)) for p, s in zip(procs, specs)),
+                                *profiling)
+    outs = outs[:len(procs)]
     server_cpu = cpu_s(node.proc.pid) - cpu_before
     clients_cpu = children_cpu_s() - children_before
     others = (machine_busy_s() - busy_before - server_cpu - clients_cpu) / (time.perf_counter() - wall_before)
@@ -455,6 +466,17 @@ async def run_load(node: WorkServer, target: Target, token: str, ids: list[str],
     results = [msgspec.json.decode(out, type=DriveResult) for out, _ in outs]
     return Load(target=target.name, mode=mode, results=results, server_cpu_s=server_cpu,
                 audit_added=audit_entries(db) - audit_before, clients_cpu_s=clients_cpu, others_cores=max(0.0, others))
+
+
+async def _profile_window(node: WorkServer, start: float, end: float) -> None:
+    """cProfile on in the server for the measured window (`bench.work_server`), its stats written after."""
+    assert node.proc is not None and node.profile_path is not None
+    await asyncio.sleep(max(0.0, start - time.time()))
+    node.proc.send_signal(signal.SIGUSR1)
+    await asyncio.sleep(max(0.0, end - time.time()))
+    node.proc.send_signal(signal.SIGUSR2)
+    while not node.profile_path.exists():
+        await asyncio.sleep(0.1)
 
 
 def children_cpu_s() -> float:
@@ -502,7 +524,8 @@ def print_profile(path: Path, requests: int, top: int = 25) -> None:
         return f"{file}:{line}({func})"
 
     total = sum(tt for _, _, tt, _, _ in rows.values())
-    print(f"    {requests:,} requests profiled; event-loop thread {total / requests * 1e6:,.0f} us/request (profiled)")
+    print(f"    {requests:,} requests answered in the profiled window; event-loop thread "
+          f"{total / requests * 1e6:,.0f} us/request under cProfile (async functions: calls count resumptions)")
     print(f"    {'own us/req':>10} {'cum us/req':>10} {'calls/req':>9}  function (own time, top {top})")
     for key, (_, nc, tt, ct, _) in sorted(rows.items(), key=lambda kv: -kv[1][2])[:top]:
         print(f"    {tt / requests * 1e6:>10.1f} {ct / requests * 1e6:>10.1f} {nc / requests:>9.2f}  {name(key)}")
@@ -562,6 +585,8 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"  SKIPPED {t.name}: {t.method} {t.path} is not in this node's API (no figure)", flush=True)
             results: dict[tuple[str, str], list[Load]] = {}
             for mode in ("closed", "open"):
+                if mode == "open" and args.rate is None:
+                    args.rate = RATE_OF_BARE * statistics.median(x.rps for x in results[("bare", "closed")])
                 for round_no in range(args.rounds):
                     order = targets if round_no % 2 == 0 else targets[::-1]
                     for target in order:
@@ -578,16 +603,18 @@ async def run(args: argparse.Namespace) -> int:
         if args.profile:
             for target in (t for t in targets if t.name in args.profile_targets):
                 prof = Path(args.profile).resolve() / f"work-{target.name}.prof"
+                prof.unlink(missing_ok=True)
                 node = WorkServer(work, token=token, passphrase=passphrase, profile_path=prof)
                 await node.start()
                 try:
+                    await node.sync_now()  # the key steward's first pass over every customer, before the window
                     load = await run_load(node, target, await node.sign_in("bench.agent00", password),
                                           seeded.own_customers, args, mode="closed", seed=99)
                 finally:
                     await node.stop()
                 print(f"\n  profile of {target.name} ({target.method} {target.path}) at saturation, "
                       f"under cProfile: {describe(load)}")
-                print_profile(prof, load.answered)
+                print_profile(prof, len(load.latencies))
     for problem in problems:
         print(f"  FAILED: {problem}")
     return 1 if problems else 0
@@ -637,7 +664,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each target per regime, alternating order")
     parser.add_argument("--duration-s", type=float, default=8.0, help="measured seconds per load")
     parser.add_argument("--warmup-s", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=200.0, help="offered requests/s in all, regime (b)")
+    parser.add_argument("--rate", type=float, help="offered requests/s in all, regime (b) "
+                        f"(default: {RATE_OF_BARE:g} of the bare endpoint's saturation throughput in this run)")
     parser.add_argument("--clients", type=int, default=1, help="load-generator processes sharing the connections")
     parser.add_argument("--targets", default=",".join(t.name for t in TARGETS), help="names, comma-separated")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 customers, 1 round, 3 s windows")
@@ -645,6 +673,8 @@ def main() -> None:
     parser.add_argument("--profile-targets", default="card,inbox", help="names, comma-separated")
     args = parser.parse_args()
     args.targets = args.targets.split(",")
+    if args.rate is None and "bare" not in args.targets:
+        parser.error("--rate is needed without the bare target")
     args.profile_targets = args.profile_targets.split(",")
     if args.quick:
         args.customers, args.rounds, args.duration_s, args.warmup_s = 2_000, 1, 3.0, 1.0

@@ -11,9 +11,10 @@ and no audit entry. It is the baseline the work API is measured against: the
 same process, event loop, uvicorn and Litestar, serving nothing of its own. The
 product app has no such route and must not grow one.
 
-``BENCH_PROFILE=PATH`` in the environment runs the server under cProfile and
-writes its stats to PATH when it stops (SIGTERM): the event loop's thread only,
-not aiosqlite's threads, whose time shows as waiting.
+``BENCH_PROFILE=PATH`` in the environment arms cProfile: SIGUSR1 starts it,
+SIGUSR2 stops it and writes its stats to PATH, so the profile holds a measured
+window only (no startup: keystore, the key steward's first pass). The event
+loop's thread only, not aiosqlite's threads, whose time shows as waiting.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import argparse
 import cProfile
 import os
 import signal
-import sys
 from typing import Any
 
 import uvicorn
@@ -62,16 +62,16 @@ def main() -> None:
                     timeout_graceful_shutdown=5)
 
     profile_path = os.environ.get(PROFILE_ENV)
-    if not profile_path:
-        serve()
-        return
-    # uvicorn raises the SIGTERM it caught again once it has shut down: exit then, through the finally
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    profiler = cProfile.Profile()
-    try:
-        profiler.runcall(serve)
-    finally:
-        profiler.dump_stats(profile_path)
+    if profile_path:
+        profiler = cProfile.Profile()
+
+        def stop_profile(*_: Any) -> None:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
+
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+        signal.signal(signal.SIGUSR2, stop_profile)
+    serve()
 
 
 if __name__ == "__main__":
