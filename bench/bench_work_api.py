@@ -41,19 +41,19 @@ connections:
   saturation throughput measured just before, so the bare endpoint is at a
   quarter load, and a target meeting the throughput target at most at half),
   the same for every target; think times are capped at 4 s, below uvicorn's
-  keep-alive timeout. Latency counts from
-  each request's scheduled time, so a request held back behind a slow one
-  counts its wait (no coordinated omission). Gives p50/p99 (target: p99 under
-  50 ms).
+  keep-alive timeout. Latency counts from each request's scheduled time, so a
+  request held back behind a slow one counts its wait (no coordinated
+  omission). Gives p50/p99 (target: p99 under 50 ms).
 
 Every answer must be 200 and right (the constant; the card of the customer
 asked for; JSON). Also printed: the server process's CPU time per request (all
 its threads) and the audit entries added per request. The script exits
 non-zero if a check fails, not if a target is missed (the machine is noisy).
 
-``--profile DIR`` then runs each target's saturation once more against a
-server under cProfile (``BENCH_PROFILE``, event-loop thread only) and prints
-the top costs per request.
+``--profile DIR`` then runs the saturation of each of ``--profile-targets``
+once more against a server under cProfile for the measured window only
+(``BENCH_PROFILE``, event-loop thread only) and prints the top costs per
+request, and the SQL statements and aiosqlite round trips per request.
 """
 
 from __future__ import annotations
