@@ -19,10 +19,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "bench_merge.py", "bench_initial_sync.py", "bench_resync.py", "bench_seal.py", "bench_sealed_sync.py",
-    "bench_audit_card.py",
+    "bench_audit_card.py", "bench_work_api.py",
 )
 #: ``--quick`` arguments of the benchmarks that do not take 10,000 customers
-QUICK_ARGS = {"bench_audit_card.py": ["--quick"]}
+QUICK_ARGS = {"bench_audit_card.py": ["--quick"], "bench_work_api.py": ["--quick"]}
 
 
 def main() -> int:

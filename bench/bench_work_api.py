@@ -1,0 +1,720 @@
+"""The work API under load: customer card and inbox next to a bare endpoint on the same server (issue 6).
+
+    .venv/bin/python bench/bench_work_api.py [--customers N] [--quick] [--rate R] [--profile DIR]
+
+One HQ node (`outpost init`, a real keystore, a real SQLite file) served by
+`bench.work_server`: the product app under uvicorn, as ``outpost serve
+--no-replicate``, plus one bare route (``GET /bench/bare``, a constant JSON
+object) added in that bench module only. Seeded straight into the file before
+it serves: ``--customers`` customers (20,000) with ten PII fields each sealed
+through HQ's keyring, 5% in the unassigned queue, the rest spread over 200
+agents; one to five tasks per customer (open, assigned, in progress, done,
+archived) assigned to the customer's agent. Ten of the agents are real users of
+team ``north`` at HQ (``POST /users``); the load signs in as one of them
+(``POST /auth/sign-in``, a bearer access token) and asks for the cards of its own
+customers (about 95 of 20,000, with about 160 open tasks among about 60,000).
+
+The targets are `TARGETS`, a list of (name, method, path template): a target
+whose path is not in the node's OpenAPI document is skipped with a printed
+note, never measured as something else. ``--targets`` may also name `PROBES`:
+``card-op``, the same card with the operator's token (no user, no team), shows
+what the signed-in user costs a card.
+
+The load comes from a second process (``bench_work_api.py drive``, fed its
+orders on stdin, answering on stdout): 200 agents, each an httpx client with
+its own keep-alive connection, one request in flight at a time. One client
+process is enough: the server is one event loop on a two-core machine, and the
+client used about a third of a core while the bare endpoint was saturated; its
+CPU use is printed next to each figure, so a client-bound baseline would show.
+``--clients K`` splits the agents over K processes. Also printed: the cores
+busy with other work during each load (``others``: on a shared machine, other
+people's tests), which the figures depend on. Two regimes, both at 200
+connections:
+
+* **saturation** (closed loop): each agent sends its next request as soon as
+  the last is answered. Gives requests/s; each target's ratio to the bare
+  endpoint's (target: at least 0.50). At zero think time its latencies are
+  queue lengths (200 requests always waiting), printed but not judged.
+* **offered load** (open loop): each agent sends on a schedule of its own,
+  jittered think times averaging 200 / ``--rate`` s, so the node is offered
+  ``--rate`` requests/s in all (default: a quarter of the bare endpoint's
+  saturation throughput measured just before, so the bare endpoint is at a
+  quarter load, and a target meeting the throughput target at most at half),
+  the same for every target; think times are capped at 4 s, below uvicorn's
+  keep-alive timeout. Latency counts from each request's scheduled time, so a
+  request held back behind a slow one counts its wait (no coordinated
+  omission). Gives p50/p99 (target: p99 under 50 ms).
+
+Every answer must be 200 and right (the constant; the card of the customer
+asked for; JSON). Also printed: the server process's CPU time per request (all
+its threads) and the audit entries added per request. The script exits
+non-zero if a check fails, not if a target is missed (the machine is noisy).
+
+``--profile DIR`` then runs the saturation of each of ``--profile-targets``
+once more against a server under cProfile for the measured window only
+(``BENCH_PROFILE``, event-loop thread only) and prints the top costs per
+request, and the SQL statements and aiosqlite round trips per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import random
+import re
+import resource
+import secrets
+import shutil
+import signal
+import ssl
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_audit_card import cpu_s, person_pii  # noqa: E402
+from bench.harness import SEED_CHUNK  # noqa: E402
+from bench.work_server import BARE_BODY, BARE_PATH, PROFILE_ENV  # noqa: E402
+from crypto.keystore import open_keystore  # noqa: E402
+from server.cli import ROOT  # noqa: E402
+from server.keyring import Keyring  # noqa: E402
+from server.node_process import NodeProcess  # noqa: E402
+from sync.edits import Edit  # noqa: E402
+from sync.hlc import Clock  # noqa: E402
+from sync.ids import new_ulid  # noqa: E402
+from sync.store.sqlite import SqliteStore, wall_clock_ms  # noqa: E402
+
+SITE = "hq"
+#: the least share of the bare endpoint's throughput a work target must reach
+TARGET_RATIO = 0.50
+#: the most a work target's p99 may be at the offered load
+TARGET_P99_MS = 50.0
+CONNECTIONS = 200
+TEAM = "north"
+TEAM_SIZE = 10
+AGENTS = 200
+UNASSIGNED_SHARE = 0.05
+TASK_STATUSES = ("open", "assigned", "in_progress", "done", "archived")
+TASK_WEIGHTS = (20, 25, 5, 40, 10)
+TASK_KINDS = ("care", "retention", "survey", "sales", "revisit_installation", "revisit_repair", "complaint", "visit")
+DAY_MS = 86_400_000
+#: the longest think time of an agent (open loop): below uvicorn's keep-alive timeout (5 s), so
+#: connections stay open between requests. Below 50 requests/s in all (200 / 4 s), more is offered than asked.
+MAX_GAP_S = 4.0
+#: regime (b)'s offered rate, unless ``--rate``: this share of the bare endpoint's saturation
+#: throughput in the same run (a work target meeting TARGET_RATIO runs at most at twice this share)
+RATE_OF_BARE = 0.25
+
+
+class Target(msgspec.Struct, frozen=True):
+    """One endpoint to load: ``{customer_id}`` in the path is one of the agent's customers.
+    ``check`` is what a right answer is: the bare constant, the asked customer's card, or any JSON."""
+
+    name: str
+    method: str
+    path: str
+    check: Literal["bare", "card", "json"] = "json"
+    #: a work target, judged against the targets (the bare one is the baseline)
+    judged: bool = True
+    #: whose bearer token: the signed-in agent's, or the operator's (no sign-in, no user, no team)
+    caller: Literal["agent", "operator"] = "agent"
+
+
+#: what is measured; adding an endpoint is one line.
+#: The lead's card is ``GET /customers/{customer_id}/card``: until it exists, the customer read stands in.
+TARGETS: tuple[Target, ...] = (
+    Target("bare", "GET", BARE_PATH, check="bare", judged=False),
+    Target("card", "GET", "/customers/{customer_id}", check="card"),
+    Target("inbox", "GET", "/work/inbox?limit=50"),
+)
+#: measured only when named in ``--targets``: what the signed-in user costs a card
+PROBES: tuple[Target, ...] = (
+    Target("card-op", "GET", "/customers/{customer_id}", check="card", judged=False, caller="operator"),
+)
+
+
+# ---------------------------------------------------------------- the load generator (its own process)
+
+
+class DriveSpec(msgspec.Struct, kw_only=True):
+    """Orders for one load-generator process."""
+
+    base_url: str
+    token: str
+    method: str
+    path: str
+    check: str
+    customer_ids: list[str]
+    connections: int
+    #: closed: back to back; open: each connection at ``rate_per_s / connections``
+    mode: Literal["closed", "open"]
+    rate_per_s: float = 0.0
+    warmup_s: float
+    duration_s: float
+    #: wall-clock time (time.time()) when the warm-up starts, so several processes align their windows
+    start_at: float
+    seed: int
+
+
+class DriveResult(msgspec.Struct, kw_only=True):
+    """What one load-generator process saw."""
+
+    #: latencies (ms) of the requests counted in the window: closed loop, those answered in it;
+    #: open loop, those scheduled in it (each waited for)
+    latencies_ms: list[float]
+    window_s: float
+    #: every request answered, warm-up included
+    answered: int = 0
+    #: requests scheduled inside the window (open loop)
+    offered: int = 0
+    #: open loop: requests sent more than 10 ms after their scheduled time (their connection was busy)
+    late: int = 0
+    statuses: dict[str, int] = msgspec.field(default_factory=dict)
+    problems: list[str] = msgspec.field(default_factory=list)
+    #: this process's CPU seconds over wall seconds, in the window
+    client_cpu: float = 0.0
+
+
+_json = msgspec.json.Decoder()
+
+
+def _problem(check: str, customer_id: str | None, response: httpx.Response) -> str | None:
+    if response.status_code != 200:
+        return f"status {response.status_code}"
+    try:
+        body = _json.decode(response.content)
+    except msgspec.DecodeError:
+        return "not JSON"
+    if check == "bare" and body != BARE_BODY:
+        return "not the bare constant"
+    card = body.get("customer", body) if isinstance(body, dict) else None  # the card view may nest the customer
+    if check == "card" and (not isinstance(card, dict) or card.get("row_id") != customer_id):
+        return f"not the card of {customer_id}"
+    return None
+
+
+async def drive(spec: DriveSpec) -> DriveResult:
+    """``spec.connections`` agents, each its own httpx client and keep-alive connection."""
+    now = time.perf_counter
+    result = DriveResult(latencies_ms=[], window_s=spec.duration_s)
+    statuses: Counter[str] = Counter()
+    headers = {"authorization": f"Bearer {spec.token}"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    tls = ssl.create_default_context()  # one for all (plain HTTP here): each client would load the CA bundle
+    clients = [httpx.AsyncClient(base_url=spec.base_url, headers=headers, limits=limits, timeout=60, verify=tls)
+               for _ in range(spec.connections)]
+    templated = "{customer_id}" in spec.path
+    mean_gap_s = spec.connections / spec.rate_per_s if spec.mode == "open" else 0.0
+    # think times uniform over mean +- 50%, the mean kept under the cap if it can be
+    high_gap_s = min(1.5 * mean_gap_s, MAX_GAP_S)
+    low_gap_s = min(max(0.0, 2 * mean_gap_s - high_gap_s), high_gap_s)
+    await asyncio.sleep(max(0.0, spec.start_at - time.time()))
+    start = now()
+    window_start, window_end = start + spec.warmup_s, start + spec.warmup_s + spec.duration_s
+    cpu_marks: dict[str, float] = {}
+
+    async def mark_cpu() -> None:
+        await asyncio.sleep(max(0.0, window_start - now()))
+        cpu_marks["start"] = time.process_time()
+        await asyncio.sleep(max(0.0, window_end - now()))
+        cpu_marks["end"] = time.process_time()
+
+    async def agent(n: int, client: httpx.AsyncClient) -> None:
+        rnd = random.Random(spec.seed * 100_000 + n)
+        due = start + rnd.uniform(0, mean_gap_s)  # open loop: the next scheduled send
+        while True:
+            if spec.mode == "open":
+                if due >= window_end:
+                    return
+                wait = due - now()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                scheduled = due
+                due += rnd.uniform(low_gap_s, high_gap_s)
+            else:
+                scheduled = now()
+                if scheduled >= window_end:
+                    return
+            customer_id = rnd.choice(spec.customer_ids) if templated else None
+            path = spec.path.format(customer_id=customer_id) if templated else spec.path
+            sent = now()
+            response = await client.request(spec.method, path)
+            done = now()
+            result.answered += 1
+            statuses[str(response.status_code)] += 1
+            if spec.mode == "open":
+                if window_start <= scheduled < window_end:
+                    result.offered += 1
+                    result.late += sent - scheduled > 0.010
+                    result.latencies_ms.append((done - scheduled) * 1000)
+            elif window_start <= done <= window_end:  # throughput: answers in the window, whenever sent
+                result.latencies_ms.append((done - sent) * 1000)
+            problem = _problem(spec.check, customer_id, response)
+            if problem is not None and len(result.problems) < 10:
+                result.problems.append(f"{spec.method} {path}: {problem}")
+
+    try:
+        await asyncio.gather(mark_cpu(), *(agent(n, c) for n, c in enumerate(clients)))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    result.statuses = dict(statuses)
+    result.client_cpu = (cpu_marks["end"] - cpu_marks["start"]) / spec.duration_s
+    return result
+
+
+def drive_main() -> None:
+    """``bench_work_api.py drive``: a `DriveSpec` on stdin, a `DriveResult` on stdout."""
+    spec = msgspec.json.decode(sys.stdin.buffer.read(), type=DriveSpec)
+    sys.stdout.buffer.write(msgspec.json.encode(asyncio.run(drive(spec))))
+
+
+# ---------------------------------------------------------------- the node
+
+
+class WorkServer(NodeProcess):
+    """HQ served by `bench.work_server` (the app plus ``GET /bench/bare``)."""
+
+    def __init__(self, workdir: Path, *, token: str, passphrase: str, profile_path: Path | None = None) -> None:
+        super().__init__(SITE, workdir, token=token, passphrase=passphrase)
+        self.profile_path = profile_path
+
+    async def start(self) -> None:
+        env = self.env
+        if self.profile_path is not None:
+            env[PROFILE_ENV] = str(self.profile_path)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.work_server", self._site_arg, *self._args()],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"work server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if (await self.client.get("/health")).status_code == 200:
+                    return
+            except httpx.TransportError:  # not listening yet
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"work server did not answer /health within 30 s; see {self.log_path}")
+
+    async def sign_in(self, username: str, password: str) -> str:
+        """A fresh access token (10 minutes) of one user."""
+        response = await self.client.post("/auth/sign-in", json={"username": username, "password": password},
+                                          headers={"authorization": ""})
+        if response.status_code != 200:
+            raise RuntimeError(f"sign-in of {username}: {response.status_code} {response.text}")
+        return str(response.json()["access_token"])
+
+    async def api_paths(self) -> set[str]:
+        """The node's API paths, each parameter written ``{}``."""
+        spec = await self.call("GET", "/docs/openapi.json")
+        return {_shape(path) for path in spec["paths"]}
+
+
+def _shape(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path.split("?")[0]).rstrip("/") or "/"
+
+
+# ---------------------------------------------------------------- seeding
+
+
+class Seeded(msgspec.Struct, kw_only=True):
+    customers: int
+    tasks: int
+    #: the signed-in agent's customers, and its open tasks
+    own_customers: list[str]
+    own_open_tasks: int
+
+
+async def create_team(node: WorkServer, password: str) -> list[str]:
+    """Team ``north``'s agents at HQ, through the API; their user ids."""
+    ids = []
+    for n in range(TEAM_SIZE):
+        user = await node.call("POST", "/users", json={
+            "username": f"bench.agent{n:02d}", "role": "agent", "site": SITE, "team": TEAM, "password": password})
+        ids.append(user["row_id"])
+    return ids
+
+
+async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
+    """Customers (plain fields and sealed PII) and their tasks, straight into HQ's
+    file, SEED_CHUNK customers to a transaction. Agent 0 is ``team[0]``, the one signed in."""
+    rnd = random.Random(6)
+    now_ms = wall_clock_ms()
+    agents = team + [f"agent-{n:03d}" for n in range(len(team), AGENTS)]
+    keystore = open_keystore(node.data_dir / f"{SITE}.keystore", node.passphrase)
+    store = await SqliteStore.open(node.data_dir / f"{SITE}.db", node_id=SITE, clock=Clock(wall_clock_ms, 60_000))
+    keyring = Keyring(store, keystore, hq=SITE)
+    seeded = Seeded(customers=customers, tasks=0, own_customers=[], own_open_tasks=0)
+    try:
+        batch: list[Edit] = []
+        for i in range(customers):
+            row_id = new_ulid(now_ms - customers + i, rnd.randbytes(10))
+            agent = None if rnd.random() < UNASSIGNED_SHARE else agents[rnd.randrange(AGENTS)]
+            plain: dict[str, Any] = {
+                "home_branch": ("branch-a", "branch-b")[i % 2], "star_level": rnd.randrange(8),
+                "segment": rnd.choice(("gold", "silver", "bronze")), "arpu_fen": rnd.randrange(2_000, 50_000),
+                "status": "active", "assigned_agent": agent, "account_manager": f"am-{rnd.randrange(50):02d}",
+                "sales_rep": f"rep-{rnd.randrange(120):03d}",
+            }
+            batch += [Edit("customers", row_id, f, value=v) for f, v in plain.items()]
+            batch += await keyring.seal_edits(row_id, plain, person_pii(i))
+            if agent == team[0]:
+                seeded.own_customers.append(row_id)
+            for _ in range(rnd.randint(1, 5)):
+                task_id = new_ulid(now_ms, rnd.randbytes(10))
+                status = rnd.choices(TASK_STATUSES, TASK_WEIGHTS)[0]
+                if agent is None and status == "assigned":
+                    status = "open"
+                due_ms = now_ms + rnd.randrange(-7 * DAY_MS, 21 * DAY_MS)
+                task = {"customer_id": row_id, "kind": rnd.choice(TASK_KINDS), "assignee": agent, "site": SITE,
+                        "status": status, "due_at_ms": due_ms, "deadline_at_ms": due_ms + 2 * DAY_MS,
+                        "priority": rnd.randrange(10)}
+                batch += [Edit("tasks", task_id, f, value=v) for f, v in task.items()]
+                seeded.tasks += 1
+                seeded.own_open_tasks += agent == team[0] and status in ("open", "assigned", "in_progress")
+            if (i + 1) % SEED_CHUNK == 0:
+                await store.write_local(batch)
+                batch = []
+        if batch:
+            await store.write_local(batch)
+    finally:
+        await store.close()
+    return seeded
+
+
+def audit_entries(db: Path) -> int:
+    """This node's entries in its audit chain."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        (n,) = conn.execute("SELECT count(*) FROM audit_entries WHERE node = ?", (SITE,)).fetchone()
+        return int(n)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- one load
+
+
+class Load(msgspec.Struct, kw_only=True):
+    """One target under one regime: the load generators' results merged, and the server's side."""
+
+    target: str
+    mode: str
+    results: list[DriveResult]
+    server_cpu_s: float
+    audit_added: int
+    #: CPU seconds the load generators used, start to end
+    clients_cpu_s: float = 0.0
+    #: cores busy on the machine with work of neither the server nor the load generators
+    #: (other people's tests on a shared machine; this process)
+    others_cores: float = 0.0
+
+    @property
+    def latencies(self) -> list[float]:
+        return sorted(x for r in self.results for x in r.latencies_ms)
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.results[0].window_s
+
+    @property
+    def answered(self) -> int:
+        return sum(r.answered for r in self.results)
+
+    @property
+    def client_cpu(self) -> float:
+        return sum(r.client_cpu for r in self.results)
+
+    @property
+    def late_share(self) -> float:
+        return sum(r.late for r in self.results) / max(1, sum(r.offered for r in self.results))
+
+    def percentile_ms(self, q: float) -> float:
+        ordered = self.latencies
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    @property
+    def problems(self) -> list[str]:
+        out = [p for r in self.results for p in r.problems]
+        return out[:10]
+
+
+async def run_load(node: WorkServer, target: Target, token: str, ids: list[str], args: argparse.Namespace, *,
+                   mode: Literal["closed", "open"], seed: int) -> Load:
+    """``args.clients`` load-generator processes at once, ``CONNECTIONS`` agents among them."""
+    assert node.proc is not None
+    clients = args.clients
+    start_at = time.time() + 3.0  # time to start Python and make the clients
+    specs = [DriveSpec(base_url=node.url, token=token, method=target.method, path=target.path, check=target.check,
+                       customer_ids=ids, connections=CONNECTIONS // clients + (k < CONNECTIONS % clients), mode=mode,
+                       rate_per_s=(args.rate or 0.0) / clients, warmup_s=args.warmup_s, duration_s=args.duration_s,
+                       start_at=start_at, seed=seed * 10 + k)
+             for k in range(clients)]
+    db = node.data_dir / f"{SITE}.db"
+    audit_before, cpu_before = audit_entries(db), cpu_s(node.proc.pid)
+    children_before, busy_before, wall_before = children_cpu_s(), machine_busy_s(), time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "drive"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, cwd=ROOT) for _ in specs]
+    window = (start_at + args.warmup_s, start_at + args.warmup_s + args.duration_s)
+    profiling = [asyncio.create_task(_profile_window(node, *window))] if node.profile_path else []
+    talks = [asyncio.to_thread(p.communicate, msgspec.json.encode(spec)) for p, spec in zip(procs, specs)]
+    outs = (await asyncio.gather(*talks, *profiling))[:len(procs)]
+    server_cpu = cpu_s(node.proc.pid) - cpu_before
+    clients_cpu = children_cpu_s() - children_before
+    others = (machine_busy_s() - busy_before - server_cpu - clients_cpu) / (time.perf_counter() - wall_before)
+    for p in procs:
+        if p.returncode != 0:
+            raise RuntimeError(f"load generator exited with {p.returncode}")
+    results = [msgspec.json.decode(out, type=DriveResult) for out, _ in outs]
+    return Load(target=target.name, mode=mode, results=results, server_cpu_s=server_cpu,
+                audit_added=audit_entries(db) - audit_before, clients_cpu_s=clients_cpu, others_cores=max(0.0, others))
+
+
+async def _profile_window(node: WorkServer, start: float, end: float) -> None:
+    """cProfile on in the server for the measured window (`bench.work_server`), its stats written after."""
+    assert node.proc is not None and node.profile_path is not None
+    await asyncio.sleep(max(0.0, start - time.time()))
+    node.proc.send_signal(signal.SIGUSR1)
+    await asyncio.sleep(max(0.0, end - time.time()))
+    node.proc.send_signal(signal.SIGUSR2)
+    while not node.profile_path.exists():
+        await asyncio.sleep(0.1)
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's children that have been waited for (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has been busy since boot (``/proc/stat``)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def describe(load: Load) -> str:
+    statuses = Counter[str]()
+    for r in load.results:
+        statuses.update(r.statuses)
+    line = (f"{load.rps:>8,.0f} req/s  p50 {load.percentile_ms(0.5):>7.1f} ms  "
+            f"p99 {load.percentile_ms(0.99):>7.1f} ms  "
+            f"server CPU {load.server_cpu_s / max(1, load.answered) * 1000:.2f} ms/req  "
+            f"client CPU {load.client_cpu:.0%}  audit {load.audit_added / max(1, load.answered):.2f}/req  "
+            f"answered {load.answered:,}  others {load.others_cores:.2f} cores")
+    if load.mode == "open":
+        line += f"  late {load.late_share:.1%}"
+    if set(statuses) != {"200"}:
+        line += f"  statuses {dict(statuses)}"
+    return line
+
+
+# ---------------------------------------------------------------- profile
+
+
+def print_profile(path: Path, requests: int, top: int = 25) -> None:
+    """The event loop's top costs per request: own time overall, and cumulative time in our packages."""
+    stats = pstats.Stats(str(path))
+    rows = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
+
+    def name(key: tuple[str, int, str]) -> str:
+        file, line, func = key
+        for marker in ("/site-packages/", str(ROOT) + "/", "/lib/python3"):
+            if marker in file:
+                file = file.split(marker, 1)[1]
+                break
+        return f"{file}:{line}({func})"
+
+    total = sum(tt for _, _, tt, _, _ in rows.values())
+
+    def calls(file_end: str, func: str) -> float:
+        return sum(v[1] for k, v in rows.items() if k[0].endswith(file_end) and k[2] == func) / requests
+
+    print(f"    {requests:,} requests answered in the profiled window; event-loop thread "
+          f"{total / requests * 1e6:,.0f} us/request under cProfile (async functions: calls count resumptions)")
+    print(f"    SQL statements per request (aiosqlite cursors): {calls('aiosqlite/cursor.py', '__init__'):.2f}; "
+          f"round trips to aiosqlite's thread: {calls('aiosqlite/core.py', 'set_result'):.2f}")
+    print(f"    {'own us/req':>10} {'cum us/req':>10} {'calls/req':>9}  function (own time, top {top})")
+    for key, (_, nc, tt, ct, _) in sorted(rows.items(), key=lambda kv: -kv[1][2])[:top]:
+        print(f"    {tt / requests * 1e6:>10.1f} {ct / requests * 1e6:>10.1f} {nc / requests:>9.2f}  {name(key)}")
+    ours = [(k, v) for k, v in rows.items() if any(f"{ROOT}/{pkg}/" in k[0] for pkg in ("server", "sync", "crypto"))]
+    print(f"    {'own us/req':>10} {'cum us/req':>10} {'calls/req':>9}  function (ours, by cumulative time, top {top})")
+    for key, (_, nc, tt, ct, _) in sorted(ours, key=lambda kv: -kv[1][3])[:top]:
+        print(f"    {tt / requests * 1e6:>10.1f} {ct / requests * 1e6:>10.1f} {nc / requests:>9.2f}  {name(key)}")
+
+
+# ---------------------------------------------------------------- the run
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="outpost-bench-work-"))
+    try:
+        yield path
+    finally:
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            print(f"  (kept {path})")
+
+
+def verdict(met: bool) -> str:
+    return "PASS" if met else "MISS"
+
+
+async def run(args: argparse.Namespace) -> int:
+    token, passphrase, password = secrets.token_urlsafe(24), secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    problems: list[str] = []
+    with workdir() as work:
+        setup_start = time.perf_counter()
+        node = WorkServer(work, token=token, passphrase=passphrase)
+        node.init()
+        await node.start()
+        try:
+            team = await create_team(node, password)
+        finally:
+            await node.stop()
+        seeded = await seed(node, args.customers, team)
+        node = WorkServer(work, token=token, passphrase=passphrase)
+        await node.start()
+        try:
+            await node.sync_now()  # HQ's key pass over the seeded rows, so none runs while measured
+            paths = await node.api_paths()
+            targets = [t for t in (*TARGETS, *PROBES) if t.name in args.targets]
+            skipped = [t for t in targets if t.path != BARE_PATH and _shape(t.path) not in paths]
+            targets = [t for t in targets if t not in skipped]
+            print(f"work API under load: HQ holding {seeded.customers:,} customers x 10 sealed PII fields and "
+                  f"{seeded.tasks:,} tasks; signed in as agent bench.agent00 (team {TEAM}: {TEAM_SIZE} of {AGENTS} "
+                  f"agents) with {len(seeded.own_customers)} customers and {seeded.own_open_tasks} open tasks; "
+                  f"{CONNECTIONS} connections from {args.clients} load-generator process(es); "
+                  f"{args.rounds} round(s) of {args.warmup_s:g} s warm-up + {args.duration_s:g} s measured "
+                  f"(setup {time.perf_counter() - setup_start:.0f} s)", flush=True)
+            for t in skipped:
+                print(f"  SKIPPED {t.name}: {t.method} {t.path} is not in this node's API (no figure)", flush=True)
+            results: dict[tuple[str, str], list[Load]] = {}
+            for mode in ("closed", "open"):
+                if mode == "open" and args.rate is None:
+                    args.rate = RATE_OF_BARE * statistics.median(x.rps for x in results[("bare", "closed")])
+                for round_no in range(args.rounds):
+                    order = targets if round_no % 2 == 0 else targets[::-1]
+                    for target in order:
+                        user_token = token if target.caller == "operator" else await node.sign_in("bench.agent00",
+                                                                                                      password)
+                        load = await run_load(node, target, user_token, seeded.own_customers, args, mode=mode,
+                                              seed=round_no)
+                        results.setdefault((target.name, mode), []).append(load)
+                        problems += [f"{target.name} {mode} round {round_no + 1}: {p}" for p in load.problems]
+                        print(f"  round {round_no + 1} {'saturation' if mode == 'closed' else 'offered':<10} "
+                              f"{target.name:<6} {describe(load)}", flush=True)
+            report(targets, skipped, results, args)
+        finally:
+            await node.stop()
+        if args.profile:
+            for target in (t for t in targets if t.name in args.profile_targets):
+                prof = Path(args.profile).resolve() / f"work-{target.name}.prof"
+                prof.unlink(missing_ok=True)
+                node = WorkServer(work, token=token, passphrase=passphrase, profile_path=prof)
+                await node.start()
+                try:
+                    await node.sync_now()  # the key steward's first pass over every customer, before the window
+                    caller = token if target.caller == "operator" else await node.sign_in("bench.agent00", password)
+                    load = await run_load(node, target, caller, seeded.own_customers, args, mode="closed", seed=99)
+                finally:
+                    await node.stop()
+                print(f"\n  profile of {target.name} ({target.method} {target.path}) at saturation, "
+                      f"under cProfile: {describe(load)}")
+                print_profile(prof, len(load.latencies))
+    for problem in problems:
+        print(f"  FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def report(targets: list[Target], skipped: list[Target], results: dict[tuple[str, str], list[Load]],
+           args: argparse.Namespace) -> None:
+    def med(loads: list[Load], f: Any) -> float:
+        return statistics.median(f(x) for x in loads)
+
+    print(f"\n  (a) saturation: {CONNECTIONS} connections back to back, median of {args.rounds} round(s); "
+          f"latencies here are queue lengths, not judged")
+    print(f"  {'target':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'srv ms/req':>10} {'client CPU':>10} "
+          f"{'others':>6} {'vs bare':>8}   target")
+    bare = med(results[("bare", "closed")], lambda x: x.rps) if ("bare", "closed") in results else None
+    for t in targets:
+        loads = results[(t.name, "closed")]
+        rps = med(loads, lambda x: x.rps)
+        ratio = f"{rps / bare:>8.2f}" if bare else f"{'-':>8}"
+        judged = (f">= {TARGET_RATIO:.2f} of bare: {verdict(rps / bare >= TARGET_RATIO)}" if t.judged and bare
+                  else _unjudged(t))
+        print(f"  {t.name:<7} {rps:>8,.0f} {med(loads, lambda x: x.percentile_ms(0.5)):>8.1f} "
+              f"{med(loads, lambda x: x.percentile_ms(0.99)):>8.1f} "
+              f"{med(loads, lambda x: x.server_cpu_s / max(1, x.answered) * 1000):>10.2f} "
+              f"{med(loads, lambda x: x.client_cpu):>10.0%} {med(loads, lambda x: x.others_cores):>6.2f} "
+              f"{ratio}   {judged}")
+    print(f"\n  (b) offered load: {CONNECTIONS} connections, {args.rate:,.0f} req/s in all "
+          f"({args.rate / CONNECTIONS:g} req/s per connection, jittered think time), the same for every target; "
+          f"latency from each request's scheduled time; req/s is what was offered; median of {args.rounds} round(s)")
+    print(f"  {'target':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'srv ms/req':>10} {'late':>6} {'others':>6}   "
+          f"target")
+    for t in targets:
+        loads = results[(t.name, "open")]
+        p99 = med(loads, lambda x: x.percentile_ms(0.99))
+        judged = f"p99 < {TARGET_P99_MS:g} ms: {verdict(p99 < TARGET_P99_MS)}" if t.judged else _unjudged(t)
+        print(f"  {t.name:<7} {med(loads, lambda x: x.rps):>8,.0f} {med(loads, lambda x: x.percentile_ms(0.5)):>8.1f} "
+              f"{p99:>8.1f} {med(loads, lambda x: x.server_cpu_s / max(1, x.answered) * 1000):>10.2f} "
+              f"{med(loads, lambda x: x.late_share):>6.1%} {med(loads, lambda x: x.others_cores):>6.2f}   {judged}")
+    for t in skipped:
+        print(f"  {t.name:<7} skipped: {t.method} {t.path} is not in this node's API yet (no figure)")
+
+
+def _unjudged(target: Target) -> str:
+    return "(baseline)" if target.path == BARE_PATH else "(probe)"
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["drive"]:
+        drive_main()
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each target per regime, alternating order")
+    parser.add_argument("--duration-s", type=float, default=8.0, help="measured seconds per load")
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, help="offered requests/s in all, regime (b) "
+                        f"(default: {RATE_OF_BARE:g} of the bare endpoint's saturation throughput in this run)")
+    parser.add_argument("--clients", type=int, default=1, help="load-generator processes sharing the connections")
+    parser.add_argument("--targets", default=",".join(t.name for t in TARGETS),
+                        help=f"names, comma-separated, of {', '.join(t.name for t in (*TARGETS, *PROBES))}")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 customers, 1 round, 3 s windows")
+    parser.add_argument("--profile", metavar="DIR", help="then profile each target's saturation, stats to DIR")
+    parser.add_argument("--profile-targets", default="card,inbox", help="names, comma-separated")
+    args = parser.parse_args()
+    args.targets = args.targets.split(",")
+    if args.rate is None and "bare" not in args.targets:
+        parser.error("--rate is needed without the bare target")
+    args.profile_targets = args.profile_targets.split(",")
+    if args.quick:
+        args.customers, args.rounds, args.duration_s, args.warmup_s = 2_000, 1, 3.0, 1.0
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    sys.exit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()
