@@ -138,12 +138,12 @@ class Target(msgspec.Struct, frozen=True):
 #: The lead's card is ``GET /customers/{customer_id}/card``: until it exists, the customer read stands in.
 TARGETS: tuple[Target, ...] = (
     Target("bare", "GET", BARE_PATH, check="bare", judged=False),
-    Target("card", "GET", "/customers/{customer_id}", check="card"),
+    Target("card", "GET", "/customers/{customer_id}/card", check="card"),
     Target("inbox", "GET", "/work/inbox?limit=50"),
 )
 #: measured only when named in ``--targets``: what the signed-in user costs a card
 PROBES: tuple[Target, ...] = (
-    Target("card-op", "GET", "/customers/{customer_id}", check="card", judged=False, caller="operator"),
+    Target("card-op", "GET", "/customers/{customer_id}/card", check="card", judged=False, caller="operator"),
 )
 
 
