@@ -135,7 +135,6 @@ class Target(msgspec.Struct, frozen=True):
 
 
 #: what is measured; adding an endpoint is one line.
-#: The lead's card is ``GET /customers/{customer_id}/card``: until it exists, the customer read stands in.
 TARGETS: tuple[Target, ...] = (
     Target("bare", "GET", BARE_PATH, check="bare", judged=False),
     Target("card", "GET", "/customers/{customer_id}/card", check="card"),
