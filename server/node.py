@@ -334,8 +334,9 @@ class Node:
             self._retention_task = asyncio.create_task(self.retention.run(self._stop))
 
     def start_work_rules(self) -> None:
-        """Sweep the work rules now and every ``[work] sweep_interval_s``, in the
-        background until `close` (every node, offline too)."""
+        """Sweep the work rules every ``[work] sweep_interval_s`` (the first one an
+        interval after start), in the background until `close` (every node,
+        offline too)."""
         if self._work_task is None:
             self._work_task = asyncio.create_task(self.work_rules.run(self._stop))
 

@@ -89,16 +89,20 @@ class WorkRules:
         self._lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Sweep now, then every ``interval_s``, until ``stop`` is set."""
+        """Sweep every ``interval_s`` until ``stop`` is set. The first sweep waits
+        an interval too: a node that starts (or restarts after a crash, or after
+        days offline) first syncs, so it decides on what the others decided
+        meanwhile, not on its stale copy."""
         while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.sweep_once()
             except Exception:  # noqa: BLE001 - a failed sweep is retried next time; the node keeps serving
                 log.exception("work_rules.sweep failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except TimeoutError:
-                pass
 
     async def _all(self, collection: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
