@@ -136,6 +136,8 @@ class Keystore:
         self.contents = contents
         self._key = key
         self._header = header
+        #: identities already built from their raw keys (building one costs as much as a signature)
+        self._built: dict[tuple[int, bytes, bytes], NodeIdentity] = {}
 
     def __repr__(self) -> str:
         return f"Keystore(path={str(self.path)!r}, node_id={self.node_id!r})"
@@ -150,13 +152,20 @@ class Keystore:
     def identity(self) -> NodeIdentity:
         """The current identity: the highest key version."""
         record = max(self.contents.identities, key=lambda r: r.key_version)
-        return NodeIdentity.from_raw(self.node_id, record.key_version, record.sign_key, record.kem_key)
+        return self._build(record)
 
     def identity_for(self, key_version: int) -> NodeIdentity | None:
         for record in self.contents.identities:
             if record.key_version == key_version:
-                return NodeIdentity.from_raw(self.node_id, record.key_version, record.sign_key, record.kem_key)
+                return self._build(record)
         return None
+
+    def _build(self, record: IdentityRecord) -> NodeIdentity:
+        key = (record.key_version, record.sign_key, record.kem_key)
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = NodeIdentity.from_raw(self.node_id, *key)
+        return built
 
     def add_identity(self, identity: NodeIdentity) -> None:
         """Add a rotated identity. Adding the same one again does nothing; ValueError
