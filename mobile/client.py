@@ -139,7 +139,7 @@ class Phone:
             try:
                 pair = await _call(client, "sign_in", "POST", "/auth/sign-in",
                                    json={"username": username, "password": password})
-                body: dict[str, Any] = {"node": enrolment(keystore.identity)}
+                body: dict[str, Any] = {"phone_keys": enrolment(keystore.identity)}
                 if label is not None:
                     body["label"] = label
                 credential = await _call(client, "enroll", "POST", "/devices/enroll", json=body,
@@ -183,7 +183,7 @@ class Phone:
 
     async def refresh_keys(self) -> tuple[int, int]:
         """Fetch and take this phone's scope keys (signed ``POST /devices/keys``)."""
-        body = msgspec.json.encode({"node": self.node_id})
+        body = msgspec.json.encode({"phone": self.node_id})
         answer = msgspec.json.decode(await self.transport.post("/devices/keys", "keys", body, "application/json"),
                                      type=PhoneKeys)
         taken = take_scope_keys(self.keystore, answer)

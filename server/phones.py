@@ -106,9 +106,11 @@ def _enc(raw: bytes) -> str:
 
 
 class PhoneKeysRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A phone asks its site for its scope keys (the request is signed, route ``keys``)."""
+    """A phone asks its site for its scope keys (the request is signed, route ``keys``).
+    (Not ``node``: a body member named like a dependency of the route would be
+    taken for it in Litestar's error reports.)"""
 
-    node: NodeIdStr
+    phone: NodeIdStr
 
 
 class WrappedScopeKey(msgspec.Struct, kw_only=True):

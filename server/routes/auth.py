@@ -60,7 +60,8 @@ class DeviceEnrollRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     label: Annotated[str, Meta(min_length=1, max_length=64, description="e.g. the phone's model")] | None = None
     #: the phone's node keys, to sync with this node (api_spec/sync-protocol.md, Phones):
     #: ``node_id`` is ``<this node>.<a new ULID in lowercase>``, signed as at ``/nodes/enroll``
-    node: EnrollRequest | None = None
+    #: (not ``node``: a body member named like a dependency of the route, bad, is a 500 in Litestar)
+    phone_keys: EnrollRequest | None = None
 
 
 def _phone_keys(request: EnrollRequest) -> NodePublicKeys:
@@ -147,9 +148,9 @@ class DeviceController(Controller):
         for tokens of this user at ``/devices/sign-in``."""
         if principal.device_id is not None:
             raise ForbiddenError("A phone's session cannot enrol devices; sign in with a password to enrol one")
-        if data.node is None:
+        if data.phone_keys is None:
             return await node.auth.enroll_device(principal, data.label)
-        credential = await node.enroll_phone(principal, data.label, _phone_keys(data.node))
+        credential = await node.enroll_phone(principal, data.label, _phone_keys(data.phone_keys))
         await node.audit.record(principal.user_id, "key_operation", role=principal.role, collection="keys",
                                 peer=credential.node_id, reason="enroll_phone")
         return credential
@@ -163,9 +164,9 @@ class DeviceController(Controller):
         refused once its user is disabled or revoked. A key it holds that is not
         listed was rotated away: the phone destroys it."""
         body = await request.body()
-        await _check_signed(node, request, "keys", data.node, body)
-        answer = await node.keys_for_phone(data.node)
-        await node.audit.record(data.node, "key_operation", role="node", collection="keys", peer=data.node,
+        await _check_signed(node, request, "keys", data.phone, body)
+        answer = await node.keys_for_phone(data.phone)
+        await node.audit.record(data.phone, "key_operation", role="node", collection="keys", peer=data.phone,
                                 reason="phone_keys", counts={"keys": len(answer.keys)})
         return answer
 

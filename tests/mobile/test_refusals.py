@@ -92,7 +92,7 @@ def test_a_phone_syncs_at_its_site_only(site: Site, aio: LoopThread) -> None:
 
 
 def _enrol_body(node_id: str) -> dict[str, object]:
-    return {"node": enrolment(NodeIdentity.generate(node_id))}
+    return {"phone_keys": enrolment(NodeIdentity.generate(node_id))}
 
 
 def test_bad_enrolments_are_refused_and_change_nothing(site: Site, aio: LoopThread) -> None:
@@ -103,7 +103,7 @@ def test_bad_enrolments_are_refused_and_change_nothing(site: Site, aio: LoopThre
         response = httpx.post(f"{url}/devices/enroll", json=_enrol_body(node_id), headers=manager)
         assert response.status_code == 422 and response.json()["code"] == "invalid_phone_node", response.text
     forged = _enrol_body(f"branch-a.{fresh}")
-    forged["node"]["signature"] = enrolment(NodeIdentity.generate(f"branch-a.{fresh}"))["signature"]  # type: ignore[index]
+    forged["phone_keys"]["signature"] = enrolment(NodeIdentity.generate(f"branch-a.{fresh}"))["signature"]  # type: ignore[index]
     response = httpx.post(f"{url}/devices/enroll", json=forged, headers=manager)
     assert response.status_code == 403 and response.json()["code"] == "bad_signature"
     agent = _bearer(site, "ana")
@@ -113,7 +113,7 @@ def test_bad_enrolments_are_refused_and_change_nothing(site: Site, aio: LoopThre
     response = httpx.post(f"{url}/devices/enroll", json=_enrol_body(taken.node_id), headers=manager)
     assert response.status_code == 409 and response.json()["code"] == "phone_node"
     for node_id in (f"branch-a.{fresh}", f"hq.{fresh}"):
-        unknown = httpx.post(f"{url}/devices/keys", json={"node": node_id})
+        unknown = httpx.post(f"{url}/devices/keys", json={"phone": node_id})
         assert unknown.status_code == 403, unknown.text
     assert aio.run(site.branch.call("GET", "/status"))  # the branch still serves
     phone_again: Phone = taken
