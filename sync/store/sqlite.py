@@ -1080,8 +1080,7 @@ class SqliteStore(AuditLogStore):
 
     @_reads
     async def node(self, node_id: str) -> NodeRecord | None:
-        async with self._r.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node_id,)) as cur:
-            row = await cur.fetchone()
+        row = await _first(self._r, f"SELECT {_NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node_id,))
         return None if row is None else NodeRecord(*row)
 
     @_reads
@@ -1146,16 +1145,14 @@ class SqliteStore(AuditLogStore):
         """The materialized row (None if no field of it is stored)."""
         spec = COLLECTIONS[collection]
         names = ["row_id", *spec.columns]
-        async with self._r.execute(f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
-            row = await cur.fetchone()
+        row = await _first(self._r, f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,))
         return None if row is None else _materialize(spec.columns.values(), names, row)
 
     @_reads
     async def field_origins(self, collection: str, row_id: str) -> dict[str, str]:
         """The node that wrote each stored field state of a row (empty if none is stored)."""
         spec = COLLECTIONS[collection]
-        async with self._r.execute(f"SELECT _state FROM {spec.name} WHERE row_id = ?", (row_id,)) as cur:
-            row = await cur.fetchone()
+        row = await _first(self._r, f"SELECT _state FROM {spec.name} WHERE row_id = ?", (row_id,))
         return {} if row is None else {name: entry[2] for name, entry in _decode_doc(row[0]).items()}
 
     @_reads
@@ -1168,11 +1165,10 @@ class SqliteStore(AuditLogStore):
         spec = COLLECTIONS[collection]
         names = ["row_id", *spec.columns]
         where, params = _where(spec, equals)
-        async with self._r.execute(
+        rows = await self._r.execute_fetchall(
             f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} AND row_id > ? ORDER BY row_id LIMIT ?",
             (*params, after, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [_materialize(spec.columns.values(), names, r) for r in rows]
 
     @_reads
@@ -1185,11 +1181,10 @@ class SqliteStore(AuditLogStore):
         spec = COLLECTIONS[collection]
         names = ["row_id", *spec.columns]
         where, params = _where(spec, equals, any_of)
-        async with self._r.execute(
+        rows = await self._r.execute_fetchall(
             f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? AND {where} ORDER BY _seq LIMIT ?",
             (after_seq, *params, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [(r[0], _materialize(spec.columns.values(), names, r[1:])) for r in rows]
 
     @_reads
@@ -1215,11 +1210,10 @@ class SqliteStore(AuditLogStore):
         if after is not None:
             where += " AND (coalesce(due_at_ms, ?), -priority, row_id) > (?, ?, ?)"
             params += [NO_DUE, after[0], -after[1], after[2]]
-        async with self._r.execute(
+        rows = await self._r.execute_fetchall(
             f"SELECT {', '.join(names)} FROM tasks WHERE {where} "
             f"ORDER BY coalesce(due_at_ms, ?), priority DESC, row_id LIMIT ?", (*params, NO_DUE, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [_materialize(spec.columns.values(), names, r) for r in rows]
 
     @_writes
@@ -1436,10 +1430,8 @@ class SqliteStore(AuditLogStore):
 
     @_reads
     async def session(self, session_id: str) -> SessionRecord | None:
-        async with self._r.execute(
-            f"SELECT {', '.join(_SESSION_COLUMNS)} FROM auth_sessions WHERE session_id = ?", (session_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await _first(self._r, f"SELECT {', '.join(_SESSION_COLUMNS)} FROM auth_sessions WHERE session_id = ?",
+                           (session_id,))
         return None if row is None else SessionRecord(**dict(zip(_SESSION_COLUMNS, row)))
 
     @_writes
@@ -1649,6 +1641,12 @@ def _materialize(columns: Iterable[Column], names: list[str], row: Any) -> dict[
         elif c.sql_type == "INTEGER" and isinstance(c.field.default, bool):
             out[c.name] = bool(out[c.name])
     return out
+
+
+async def _first(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> Any:
+    """The first row a query answers (None: none), in one trip to the connection's
+    thread (``async with execute`` takes three: execute, fetch, close)."""
+    return next(iter(await conn.execute_fetchall(sql, params)), None)
 
 
 async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
