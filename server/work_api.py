@@ -73,18 +73,33 @@ def calendar_of(node: Node) -> WorkCalendar:
     return WorkCalendar(tz=work.tz, holidays=frozenset(work.holidays), working_days=frozenset(work.working_days))
 
 
-def _task_view(node: Node, actor: Actor, row: Mapping[str, Any]) -> Any:
-    values = {k: v for k, v in row.items() if k in TaskView.__struct_fields__}
-    if actor.user is not None:
-        values = node.policy.view(actor.user.role, TASKS, values) | {"row_id": row["row_id"]}
-    return TaskView(**values)
+def _shown(node: Node, actor: Actor, collection: str, view: type[msgspec.Struct]) -> tuple[str, ...] | None:
+    """The fields of ``view`` the caller's role sees, worked out once per request;
+    None when the policy masks some (then each row goes through `Policy.view`)."""
+    names = view.__struct_fields__
+    if actor.user is None:
+        return names
+    if node.policy.masked_fields(actor.user.role, collection):
+        return None
+    visible = node.policy.visible_fields(actor.user.role, collection)
+    return tuple(n for n in names if n == "row_id" or n in visible)
+
+
+def _view(node: Node, actor: Actor, collection: str, view: type[msgspec.Struct], row: Mapping[str, Any],
+          shown: tuple[str, ...] | None) -> Any:
+    if shown is not None:
+        return view(**{k: row[k] for k in shown})
+    assert actor.user is not None
+    values = {k: v for k, v in row.items() if k in view.__struct_fields__}
+    return view(**(node.policy.view(actor.user.role, collection, values) | {"row_id": row["row_id"]}))
+
+
+def _task_view(node: Node, actor: Actor, row: Mapping[str, Any], shown: tuple[str, ...] | None = None) -> Any:
+    return _view(node, actor, TASKS, TaskView, row, shown or _shown(node, actor, TASKS, TaskView))
 
 
 def _result_view(node: Node, actor: Actor, row: Mapping[str, Any]) -> Any:
-    values = {k: v for k, v in row.items() if k in ResultView.__struct_fields__}
-    if actor.user is not None:
-        values = node.policy.view(actor.user.role, RESULTS, values) | {"row_id": row["row_id"]}
-    return ResultView(**values)
+    return _view(node, actor, RESULTS, ResultView, row, _shown(node, actor, RESULTS, ResultView))
 
 
 def _admits(node: Node, actor: Actor, collection: str, row: Mapping[str, Any]) -> bool:
@@ -218,6 +233,7 @@ async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
     results = await _results_of(node, customers)
     campaigns: dict[str, dict[str, Any] | None] = {}
     calendar = calendar_of(node)
+    shown = _shown(node, actor, TASKS, TaskView)
     items: list[InboxItem] = []
     removed: list[str] = []
     for task in tasks:
@@ -236,7 +252,7 @@ async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
         offer = Offer(available=True) if refusal is None else Offer(
             available=False, code=refusal.code, available_at_ms=refusal.retry_at_ms)  # type: ignore[arg-type]
         items.append(InboxItem(
-            task=_task_view(node, actor, task), offer=offer,
+            task=_task_view(node, actor, task, shown), offer=offer,
             customer=InboxCustomer(row_id=customer["row_id"], star_level=customer["star_level"],
                                    segment=customer["segment"], tz=customer.get("tz")),
         ))
