@@ -332,9 +332,7 @@ async def place_call(node: Node, actor: Actor, task_id: str) -> CallPermit:
     history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
     refusal = offer_check(task, customer, await _campaign(node, task), history, now_ms=now,
                           calendar=calendar_of(node))
-    if refusal is not None:
-        await node.audit.refused(actor.id, actor.role, "call", status=409, reason=refusal.code, collection=TASKS,
-                                 row_id=customer["row_id"], reference=task_id)
+    if refusal is not None:  # its audit entry is the refusal's (server.auth.record_refusal)
         raise CallRefusedError(task_id, refusal.code, refusal.detail, refusal.retry_at_ms)
     edits = advance(task, "in_progress")
     check_writes(node, actor, TASKS, {e.field for e in edits})

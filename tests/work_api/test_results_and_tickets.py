@@ -79,8 +79,11 @@ def test_placing_a_call_checks_the_rules_again(work: Work) -> None:
     assert permit.status_code == 200, permit.text
     assert permit.json()["status"] == "in_progress"
     night = work.task(work.customer(night=True))
+    before = work.d.last_event_id("branch-a")
     body = refused(work.post("agent", f"/tasks/{night['row_id']}/call"), 409, "call_refused")
     assert body["reason"] == "outside_window" and body["retry_at_ms"] > now_ms()
+    (entry,) = work.d.events("branch-a", after_id=before)  # the refusal, once
+    assert (entry.action, entry.status, entry.reason) == ("call", 409, "outside_window")
     # three attempts today at any site are the cap
     capped = work.customer()
     for _ in range(3):
