@@ -219,10 +219,12 @@ class Node:
             raise
         self.phones[peer] = phone_entry(peer, self.config.node_id, user["row_id"])
 
-    async def enroll_phone(self, principal: Principal, label: str | None, public: NodePublicKeys) -> DeviceCredential:
+    async def enroll_phone(self, principal: Principal, label: str | None, public: NodePublicKeys, *,
+                           audit: AuditDraft | None = None) -> DeviceCredential:
         """Enrol a signed-in account manager's phone as a device of theirs and a
         node below this one (``public``: its keys, their possession proven by the
-        caller). Raises `PhoneNodeError` (not a branch, a malformed or taken id)."""
+        caller); ``audit`` is committed with its keys in the registry. Raises
+        `PhoneNodeError` (not a branch, a malformed or taken id)."""
         site = self.config.node_id
         if self.config.role != "branch":
             raise PhoneNodeError(public.node_id, f"phones sync with their user's branch node, not a {self.config.role} node")
@@ -236,7 +238,7 @@ class Node:
         credential = await self.auth.enroll_device(principal, label, device_id=device)
         await self.store.enroll(public.node_id, parent=site, role="mobile")
         await self.store.set_node_keys(public.node_id, key_version=public.key_version, sign_pub=public.sign_pub,
-                                       kem_pub=public.kem_pub)
+                                       kem_pub=public.kem_pub, audit=audit)
         self.phones[public.node_id] = phone_entry(public.node_id, site, principal.user_id)
         self.unforwarded.add(public.node_id)
         log.info("phone.enrolled", extra={"peer": public.node_id, "user_id": principal.user_id})

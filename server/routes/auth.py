@@ -150,10 +150,10 @@ class DeviceController(Controller):
             raise ForbiddenError("A phone's session cannot enrol devices; sign in with a password to enrol one")
         if data.phone_keys is None:
             return await node.auth.enroll_device(principal, data.label)
-        credential = await node.enroll_phone(principal, data.label, _phone_keys(data.phone_keys))
-        await node.audit.record(principal.user_id, "key_operation", role=principal.role, collection="keys",
-                                peer=credential.node_id, reason="enroll_phone")
-        return credential
+        public = _phone_keys(data.phone_keys)
+        return await node.enroll_phone(principal, data.label, public, audit=node.audit.draft(
+            principal.user_id, "key_operation", role=principal.role, collection="keys", peer=public.node_id,
+            reason="enroll_phone"))
 
     @post("/keys", operation_id="GetPhoneKeys", name="devices:keys", status_code=200,
           responses=problems(400, 401, 403, 413))
