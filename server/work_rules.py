@@ -120,6 +120,7 @@ class WorkRules:
         customers = await self._all("customers")
         tasks = await self._all("tasks")
         results = await self._all("results")
+        consents = await self._all("consents")
         born: dict[str, tuple[int, int]] = {}
         opened = 0
         if self.birthday_of is not None:
@@ -133,7 +134,7 @@ class WorkRules:
                 if value is not None:
                     born[c["row_id"]] = value
         edits = sweep(customers, tasks, results, now_ms=now_ms, calendar=self.calendar,
-                      birthday_of=born.get if self.birthday_of is not None else None)
+                      birthday_of=born.get if self.birthday_of is not None else None, consents=consents)
         rows = {("customers", c["row_id"]): c for c in customers}
         rows.update({("tasks", t["row_id"]): t for t in tasks})
         return edits, rows, opened

@@ -33,6 +33,12 @@ is one row after sync.
 * **Revisits.** An open revisit past its deadline, or with its 3 attempts made,
   is archived.
 * **Sales reps** (`server.work.assignment`).
+* **Refusals recorded where the customer cannot be changed.** A result
+  ``refused`` puts ``refused_marketing`` on the customer's suppression where it
+  is recorded (`server.work.outcomes`), but a partner may not change customers:
+  its refusal reaches HQ as a result only. So a customer with a refused result
+  later than their last marketing consent given, and not on ``refused_marketing``,
+  gets it here (giving the consent again is what lifts it: server/consents.py).
 
 Care and birthday tasks are not made for a customer whose suppression covers
 care (`server.work.offer.blocks`), nor for one who is not active.
@@ -72,6 +78,23 @@ CONTACT_OUTCOMES = frozenset({"connected", "success", None})
 BirthdayOf = Callable[[str], "tuple[int, int] | None"]
 
 
+def refusal_edits(customers: Iterable[Row], results: Iterable[Row], consents: Iterable[Row]) -> list[Edit]:
+    """``refused_marketing`` for each customer with a ``refused`` result later than
+    their last marketing consent given (by time, then id) and not on it yet."""
+    refused: dict[str, int] = {}
+    for r in results:
+        if r.get("outcome") == "refused" and not r.get("deleted") and r.get("customer_id"):
+            refused[r["customer_id"]] = max(refused.get(r["customer_id"], 0), r.get("recorded_at_ms") or 0)
+    granted: dict[str, int] = {}
+    for c in consents:
+        if c.get("purpose") == "marketing" and c.get("granted") and not c.get("deleted") and c.get("customer_id"):
+            granted[c["customer_id"]] = max(granted.get(c["customer_id"], 0), c.get("at_ms") or 0)
+    return [Edit("customers", c["row_id"], "suppression", "add", "refused_marketing")
+            for c in customers
+            if c["row_id"] in refused and refused[c["row_id"]] > granted.get(c["row_id"], -1)
+            and "refused_marketing" not in (c.get("suppression") or ())]
+
+
 def care_interval_months(star_level: int) -> int:
     return CARE_INTERVAL_MONTHS.get(star_level, DEFAULT_CARE_INTERVAL_MONTHS)
 
@@ -79,7 +102,7 @@ def care_interval_months(star_level: int) -> int:
 def sweep(customers: Iterable[Row], tasks: Iterable[Row], results: Iterable[Row], *, now_ms: int,
           calendar: WorkCalendar, birthday_of: BirthdayOf | None = None,
           promotion_level: int = PROMOTION_LEVEL, birthday_lead_days: int = BIRTHDAY_LEAD_DAYS,
-          assign_sales_reps: bool = True) -> list[Edit]:
+          assign_sales_reps: bool = True, consents: Iterable[Row] = ()) -> list[Edit]:
     """Every edit the periodic rules make at ``now_ms`` (see the module docstring)."""
     customers = sorted((c for c in customers if not c.get("deleted")), key=lambda c: c["row_id"])
     tasks = list(tasks)
@@ -98,7 +121,7 @@ def sweep(customers: Iterable[Row], tasks: Iterable[Row], results: Iterable[Row]
         if kinds.get(r.get("task_id")) in ("care", "visit") and r.get("outcome") in CONTACT_OUTCOMES:
             last_contact[cid] = max(at, last_contact.get(cid, 0))
 
-    edits: list[Edit] = []
+    edits: list[Edit] = refusal_edits(customers, results, consents)
     for c in customers:
         mine = by_customer.get(c["row_id"], [])
         edits += promotion_edits(c, mine, existing, now_ms=now_ms, calendar=calendar, level=promotion_level)
