@@ -204,11 +204,14 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
     if since is not None:
         _, after_seq = _decode(since, _delta_decoder, "since", store.store_id)
         changed = await store.rows_after(TASKS, after_seq, limit=limit, **equals)
-        rows = [row for _, row in changed]
         if len(changed) == limit:  # more changed than a page: resume after the last one read
             delta = _encode((store.store_id, changed[-1][0]))
-        items, removed = await _offer(node, actor, rows, now)
-        return InboxPage(items=items, delta=delta, removed=removed)
+        # tasks taken from me in the same span: gone from my inbox
+        upto = changed[-1][0] if len(changed) == limit else None
+        taken = [row["row_id"] for seq, row in await store.rows_after(TASKS, after_seq, limit=100_000, handed_from=me)
+                 if row["assignee"] != me and (upto is None or seq <= upto)]
+        items, removed = await _offer(node, actor, [row for _, row in changed], now)
+        return InboxPage(items=items, delta=delta, removed=sorted({*removed, *taken}))
     after = None
     if cursor is not None:
         _, due, priority, row_id = _decode(cursor, _page_decoder, "cursor", store.store_id)
@@ -399,6 +402,8 @@ async def change_task(node: Node, actor: Actor, task_id: str, body: TaskChange) 
         raise UnknownUserError("assignee", changes["assignee"])
     edits = [Edit(TASKS, task_id, k, "set", v) for k, v in sorted(changes.items()) if task.get(k) != v]
     if "assignee" in changes:
+        if task["assignee"] is not None and task["assignee"] != changes["assignee"]:
+            edits.append(Edit(TASKS, task_id, "handed_from", "set", task["assignee"]))
         edits += advance(task, "assigned")
     check_writes(node, actor, TASKS, {e.field for e in edits})
     if edits:

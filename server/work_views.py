@@ -57,7 +57,8 @@ class InboxPage(msgspec.Struct, kw_only=True):
     ``next``: pass as ``cursor`` for the next page (null: the last one);
     ``delta``: pass as ``since`` later to get only what changed after this
     answer; ``removed``: with ``since``, tasks that left the inbox (done,
-    archived, cancelled, deleted, or their customer is suppressed)."""
+    archived, cancelled, deleted, handed to someone else, or their customer
+    is suppressed)."""
 
     items: list[InboxItem]
     next: str | None = None

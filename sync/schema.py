@@ -43,7 +43,7 @@ from msgspec import Meta
 
 from sync.ids import NodeIdStr, RowId
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MergeType = Literal["lww", "add_wins_set", "status_lattice", "counter", "append_only", "tombstone"]
 MERGE_TYPES: tuple[str, ...] = typing.get_args(MergeType)
@@ -235,6 +235,9 @@ class Task(msgspec.Struct, kw_only=True):
     #: a repeat complaint: the earlier complaint ticket of the same customer and
     #: category within 30 days
     repeat_of: Annotated[RowId | None, _m("lww")] = None
+    #: the user the task was last taken from (reassigned, or a ticket handed over),
+    #: so their inbox's delta can say it left
+    handed_from: Annotated[UserRef | None, _m("lww", index=True)] = None
     deleted: Deleted = False
 
 

@@ -74,6 +74,8 @@ def hand_over(task: Row, to_user: str, *, by_user: str, by_role: str, now_ms: in
     del now_ms
     _check(task, "hand over", by_user, by_role)
     edits = [] if task.get("assignee") == to_user else [Edit("tasks", task["row_id"], "assignee", "set", to_user)]
+    if edits and task.get("assignee"):  # so the one it was taken from sees it leave their inbox
+        edits.append(Edit("tasks", task["row_id"], "handed_from", "set", task["assignee"]))
     if task.get("first_responder") is None:  # a ticket opened without one: the first to act owns it
         edits.append(Edit("tasks", task["row_id"], "first_responder", "set", by_user))
     return edits

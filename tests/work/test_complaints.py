@@ -24,7 +24,7 @@ def test_the_first_responder_owns_the_ticket_through_handovers() -> None:
     assert ticket["first_responder"] == "ag-1" and ticket["assignee"] == "ag-1"
     assert ticket["deadline_at_ms"] == now + 48 * HOUR and ticket.get("repeat_of") is None
     moved = hand_over(ticket, "ag-2", by_user="ag-1", by_role="agent", now_ms=now)
-    assert [(e.field, e.value) for e in moved] == [("assignee", "ag-2")]
+    assert [(e.field, e.value) for e in moved] == [("assignee", "ag-2"), ("handed_from", "ag-1")]
     ticket["assignee"] = "ag-2"
     with pytest.raises(NotTicketOwnerError):  # the one working it is not its owner
         hand_over(ticket, "ag-3", by_user="ag-2", by_role="agent", now_ms=now)

@@ -71,6 +71,19 @@ def test_pages_follow_each_other_and_a_delta_names_what_changed(work: Work) -> N
     assert [i["task"]["row_id"] for i in changed["items"]] == [fresh["row_id"]]
 
 
+def test_a_task_reassigned_to_someone_else_is_removed_in_my_delta(work: Work) -> None:
+    customer = work.customer()
+    task = work.task(customer, kind="survey")
+    delta = work.get("agent", "/work/inbox").json()["delta"]
+    moved = work.d.clients["branch-a"].patch(f"/tasks/{task['row_id']}", json={"assignee": work.mate},
+                                             headers=work.headers("supervisor"))
+    assert moved.status_code == 200 and moved.json()["handed_from"] == work.agent, moved.text
+    mine = work.get("agent", "/work/inbox", since=delta).json()
+    assert task["row_id"] in mine["removed"] and task["row_id"] not in {i["task"]["row_id"] for i in mine["items"]}
+    theirs = work.get("mate", "/work/inbox", kind="survey").json()
+    assert task["row_id"] in {i["task"]["row_id"] for i in theirs["items"]}
+
+
 def test_tasks_of_a_suppressed_customer_are_not_offered(work: Work) -> None:
     customer = work.customer(suppression_add=["do_not_call"])
     task = work.task(customer)
