@@ -122,7 +122,12 @@ async def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
             cached = OPERATOR_ACTOR
         else:
             node = connection.app.state.node
-            cached = await user_actor(node.config, node.store, await principal_of(connection))
+            principal = await principal_of(connection)
+            token = bearer(connection) or ""
+            cached = node.auth.remembered(token, principal)
+            if cached is None:  # its team is read again only when the principal was checked again
+                cached = await user_actor(node.config, node.store, principal)
+                node.auth.remember(token, principal, cached)
         connection.scope[_ACTOR] = cached  # type: ignore[literal-required]
     return cached  # type: ignore[no-any-return]
 

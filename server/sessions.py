@@ -67,6 +67,10 @@ PURGE_EVERY_MS = 3_600_000
 # ---------------------------------------------------------------- what callers see
 
 
+#: access tokens whose check is remembered (then forgotten all at once)
+CHECKED_TOKENS = 10_000
+
+
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Who is calling: a signed-in user (or their phone), as its token and the
     user row at this node agree."""
@@ -264,6 +268,12 @@ class Authenticator:
         self.by_user = FailureLimit(config.auth.max_failures_per_user, window, now_s=lambda: self.now_ms() / 1000)
         self.by_address = FailureLimit(config.auth.max_failures_per_address, window, now_s=lambda: self.now_ms() / 1000)
         self._next_purge_ms = 0
+        #: access token -> (the store's `auth_mark` when checked, its principal, its
+        #: expiry in Unix s): a token is checked again only once something it was
+        #: checked against may have changed (`SqliteStore.auth_mark`), or it expired
+        self._checked: dict[str, tuple[tuple[int, int], Principal, int]] = {}
+        #: access token -> (the principal, what else the edge derived from it): see `remembered`
+        self._derived: dict[str, tuple[Principal, Any]] = {}
 
     # ------------------------------------------------------------ sign-in
 
@@ -386,6 +396,12 @@ class Authenticator:
         `NotAuthenticatedError`."""
         if not token:
             raise NotAuthenticatedError("missing_token")
+        mark = await self.store.auth_mark()
+        checked = self._checked.get(token)
+        if checked is not None:
+            if checked[0] == mark and self.now_ms() // 1000 < checked[2]:
+                return checked[1]
+            del self._checked[token]
         try:
             issuer, version = token_key_id(token)
             public_key = await self._key_for(issuer, version)
@@ -403,7 +419,21 @@ class Authenticator:
         if reason is not None:
             raise NotAuthenticatedError(reason)
         assert user is not None
-        return _principal(user, claims)
+        principal = _principal(user, claims)
+        if len(self._checked) >= CHECKED_TOKENS:
+            self._checked.clear()
+            self._derived.clear()
+        self._checked[token] = (mark, principal, claims.exp)
+        return principal
+
+    def remembered(self, token: str, principal: Principal) -> Any:
+        """What was derived from ``principal`` (its actor, with its team) when
+        `authenticate` last returned this very object for ``token``, else None."""
+        derived = self._derived.get(token)
+        return derived[1] if derived is not None and derived[0] is principal else None
+
+    def remember(self, token: str, principal: Principal, derived: Any) -> None:
+        self._derived[token] = (principal, derived)
 
     async def _key_for(self, issuer: str, version: int) -> bytes:
         if issuer == self.node_id:

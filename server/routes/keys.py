@@ -173,4 +173,5 @@ class KeyAdminController(Controller):
         keystore.add_identity(fresh)
         keystore.drop_identities_below(current.key_version)
         keystore.save()
+        node.store.auth_changed()
         return NodeKeysRotated(node_id=node.config.node_id, key_version=fresh.key_version)

@@ -154,6 +154,9 @@ class SqliteStore(AuditLogStore):
         #: secret values replaced or shredded since the store opened, here or by
         #: sync: until the WAL is checkpointed, its frames may still hold the old ones
         self.retired_secrets = 0
+        #: moves on after every commit here that changed a user or campaign row (a
+        #: team, a partner's contract), a session or a node's keys (see `auth_mark`)
+        self.auth_generation = 0
         self._audit_init()
 
     # ------------------------------------------------------------ lifecycle
@@ -286,6 +289,8 @@ class SqliteStore(AuditLogStore):
             await self._w.execute("ROLLBACK")
             raise
         self.retired_secrets += batch.retired
+        if any(key[0] in _AUTH_COLLECTIONS for key in batch.dirty):
+            self.auth_generation += 1
         for (collection, row_id), cols in batch.dirty.items():
             doc = batch.docs[(collection, row_id)]
             for name in batch.changed_fields((collection, row_id), cols):
@@ -461,6 +466,9 @@ class SqliteStore(AuditLogStore):
             await self._w.execute("ROLLBACK")
             raise
         self.retired_secrets += batch.retired
+        if any(key[0] in _AUTH_COLLECTIONS for key in batch.dirty) or any(
+                d.collection in _AUTH_COLLECTIONS for d in drops):
+            self.auth_generation += 1
         # stamps were drift-checked before the batch; only keep the clock ahead of them
         self.clock.last = max(self.clock.last, max_hlc)
         return report
@@ -1100,6 +1108,7 @@ class SqliteStore(AuditLogStore):
             )
             if audit is not None:
                 await self._chain_audit([audit])
+        self.auth_generation += 1  # a trusted issuer's key may have changed
 
     @_writes
     async def set_node_state(self, node_id: str, *, offboarding_ms: int | None = None,
@@ -1139,6 +1148,22 @@ class SqliteStore(AuditLogStore):
         )
 
     # ------------------------------------------------------------ reading rows
+
+    def auth_changed(self) -> None:
+        """Something a signed-in user's check depends on changed outside the store
+        (this node's identity keys): checked tokens are checked again."""
+        self.auth_generation += 1
+
+    async def auth_mark(self) -> tuple[int, int]:
+        """What a signed-in user's check depends on, as two numbers: they stay the
+        same exactly while no user or campaign row, session or node key changed here (this
+        node's own commits count `auth_generation` up) and no other process
+        committed to the file (SQLite's ``data_version`` on the writer moves only
+        for other connections' commits). One trip to the writer's thread; no lock
+        (a pragma that reads, harmless inside another coroutine's transaction)."""
+        generation = self.auth_generation
+        (row,) = await self._w.execute_fetchall("PRAGMA data_version")
+        return generation, int(row[0])
 
     @_reads
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None:
@@ -1482,6 +1507,8 @@ class SqliteStore(AuditLogStore):
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
+        if outcome[0] == "reused":  # the session was revoked
+            self.auth_generation += 1
         return outcome
 
     @_writes
@@ -1492,6 +1519,7 @@ class SqliteStore(AuditLogStore):
             "UPDATE auth_sessions SET revoked_ms = ?, revoked_why = ? WHERE session_id = ? AND revoked_ms IS NULL",
             (now_ms, why, session_id),
         )
+        self.auth_generation += 1
         return bool(cur.rowcount)
 
     @_writes
@@ -1521,6 +1549,7 @@ class SqliteStore(AuditLogStore):
         except BaseException:
             await self._w.execute("ROLLBACK")
             raise
+        self.auth_generation += 1
         return int(cur.rowcount)
 
 
@@ -1659,6 +1688,10 @@ async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
 
 #: the sort key of a task without a due time: after every real one
 NO_DUE = (1 << 48) - 1
+
+
+#: the collections a signed-in user's check and actor are derived from (`auth_mark`)
+_AUTH_COLLECTIONS = frozenset({"users", "campaigns"})
 
 
 def wall_clock_ms() -> int:
