@@ -63,8 +63,9 @@ async def work_day(hq: NodeProcess, a: NodeProcess, ids: list[str]) -> tuple[int
                   f"the first one's call is {'available now' if offer['available'] else 'not yet: ' + offer['code']}")
     card = await a.call("GET", f"/customers/{first['customer']['row_id']}/card", headers=agent,
                         params={"purpose": "outbound_call"})
-    console.print(f"its card, as an agent sees it: name {card['customer'].get('name')}, phone "
-                  f"{card['customer'].get('phone')} (masked), {len(card['open_tasks'])} open task(s)")
+    shown = sorted(k for k in ("name", "phone", "email", "address", "id_number") if card["customer"].get(k))
+    console.print(f"its card, as an agent sees it: {', '.join(shown)} masked (no personal value printed here), "
+                  f"{len(card['open_tasks'])} open task(s)")
     call = await a.client.post(f"/tasks/{first['task']['row_id']}/call", headers=agent)
     if call.status_code == 200:
         console.print("the call is placed: the rules were checked again (suppression, today's attempts at every "

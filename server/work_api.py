@@ -31,7 +31,7 @@ from server.work_errors import (
     UnknownUserError,
 )
 from server.node import Node
-from server.work.calendar import DAY_MS, WorkCalendar
+from server.work.calendar import DAY_MS
 from server.work.complaints import archive_complaint, deadline_state, hand_over, open_complaint
 from server.work.offer import NOT_OFFERED, offer_check
 from server.work.outcomes import callback_edits, result_edits
@@ -66,11 +66,6 @@ CALLBACK_HORIZON_MS = 90 * DAY_MS
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def calendar_of(node: Node) -> WorkCalendar:
-    work = node.config.work
-    return WorkCalendar(tz=work.tz, holidays=frozenset(work.holidays), working_days=frozenset(work.working_days))
 
 
 def _shown(node: Node, actor: Actor, collection: str, view: type[msgspec.Struct]) -> tuple[str, ...] | None:
@@ -235,7 +230,7 @@ async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
         CUSTOMERS, limit=len(tasks) + 1, row_id=sorted({t["customer_id"] for t in tasks if t["customer_id"]}))}
     results = await _results_of(node, customers)
     campaigns: dict[str, dict[str, Any] | None] = {}
-    calendar = calendar_of(node)
+    calendar = node.calendar
     shown = _shown(node, actor, TASKS, TaskView)
     items: list[InboxItem] = []
     removed: list[str] = []
@@ -310,7 +305,7 @@ async def record_result(node: Node, actor: Actor, task_id: str, body: ResultWrit
     check_writes(node, actor, RESULTS, values)
     history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
     rules = result_edits(result_id, values, task, customer, await _campaign(node, task), history, now_ms=now,
-                         calendar=calendar_of(node), site=node.config.node_id)
+                         calendar=node.calendar, site=node.config.node_id)
     edits = [Edit(RESULTS, result_id, k, "set", v) for k, v in sorted(values.items())] + rules
     follow_ups = [r for r in _edits_rows(rules, TASKS) if r != task_id]
     await node.store.write_local(edits, audit=node.audit.draft(
@@ -334,7 +329,7 @@ async def place_call(node: Node, actor: Actor, task_id: str) -> CallPermit:
     now = wall_clock_ms()
     history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
     refusal = offer_check(task, customer, await _campaign(node, task), history, now_ms=now,
-                          calendar=calendar_of(node))
+                          calendar=node.calendar)
     if refusal is not None:  # its audit entry is the refusal's (server.auth.record_refusal)
         raise CallRefusedError(task_id, refusal.code, refusal.detail, refusal.retry_at_ms)
     edits = advance(task, "in_progress")
@@ -429,7 +424,7 @@ async def complaint_open(node: Node, actor: Actor, customer_id: str, category: s
     recent = await node.store.find_rows(TASKS, limit=10_000, customer_id=customer["row_id"], kind="complaint")
     task_id = new_ulid(now, os.urandom(10))
     edits = open_complaint(task_id, customer["row_id"], category, actor.id, site=work_site(node, customer), now_ms=now,
-                           calendar=calendar_of(node), recent=recent,
+                           calendar=node.calendar, recent=recent,
                            deadline_hours=deadline_hours or node.config.work.complaint_deadline_hours)
     check_writes(node, actor, TASKS, {e.field for e in edits})
     await node.store.write_local(edits, audit=node.audit.draft(
@@ -473,7 +468,7 @@ async def team_work(node: Node, actor: Actor, *, now_ms: int | None = None) -> T
         members = sorted(actor.user.team_members or {actor.user.user_id})
     else:
         members = sorted(r["row_id"] for r in await node.store.find_rows("users", limit=100_000, deleted=False))
-    calendar = calendar_of(node)
+    calendar = node.calendar
     day_start = calendar.start_of_day(now)
     warn = node.config.work.complaint_warn_hours * 3_600_000
     loads: list[AgentLoad] = []
