@@ -9,7 +9,9 @@ object) added in that bench module only. Seeded straight into the file before
 it serves: ``--customers`` customers (20,000) with ten PII fields each sealed
 through HQ's keyring, 5% in the unassigned queue, the rest spread over 200
 agents; one to five tasks per customer (open, assigned, in progress, done,
-archived) assigned to the customer's agent. Ten of the agents are real users of
+archived) assigned to the customer's agent, 40% of them in one of three active
+campaigns; a call history of up to twelve results per customer over the last
+year, with a call today for one customer in ten. Ten of the agents are real users of
 team ``north`` at HQ (``POST /users``); the load signs in as one of them
 (``POST /auth/sign-in``, a bearer access token) and asks for the cards of its own
 customers (about 95 of 20,000, with about 160 open tasks among about 60,000).
@@ -111,6 +113,13 @@ UNASSIGNED_SHARE = 0.05
 TASK_STATUSES = ("open", "assigned", "in_progress", "done", "archived")
 TASK_WEIGHTS = (20, 25, 5, 40, 10)
 TASK_KINDS = ("care", "retention", "survey", "sales", "revisit_installation", "revisit_repair", "complaint", "visit")
+#: the campaigns some tasks belong to: (window start, end in minutes, max attempts, retry spacing in minutes)
+CAMPAIGNS = ((8 * 60, 21 * 60, 3, 60), (9 * 60, 20 * 60, 5, 240), (8 * 60, 18 * 60, 3, 1440))
+CAMPAIGN_SHARE = 0.4
+#: each customer's call history: up to this many results over the last year; this share has one today
+HISTORY_MAX = 12
+TODAY_SHARE = 0.1
+OUTCOMES = ("connected", "no_answer", "powered_off", "busy", "success", "callback_requested")
 DAY_MS = 86_400_000
 #: the longest think time of an agent (open loop): below uvicorn's keep-alive timeout (5 s), so
 #: connections stay open between requests. Below 50 requests/s in all (200 / 4 s), more is offered than asked.
@@ -335,6 +344,7 @@ def _shape(path: str) -> str:
 class Seeded(msgspec.Struct, kw_only=True):
     customers: int
     tasks: int
+    results: int = 0
     #: the signed-in agent's customers, and its open tasks
     own_customers: list[str]
     own_open_tasks: int
@@ -351,8 +361,9 @@ async def create_team(node: WorkServer, password: str) -> list[str]:
 
 
 async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
-    """Customers (plain fields and sealed PII) and their tasks, straight into HQ's
-    file, SEED_CHUNK customers to a transaction. Agent 0 is ``team[0]``, the one signed in."""
+    """Customers (plain fields and sealed PII), their tasks (some in one of the
+    `CAMPAIGNS`) and their call history (results), straight into HQ's file,
+    SEED_CHUNK customers to a transaction. Agent 0 is ``team[0]``, the one signed in."""
     rnd = random.Random(6)
     now_ms = wall_clock_ms()
     agents = team + [f"agent-{n:03d}" for n in range(len(team), AGENTS)]
@@ -362,6 +373,11 @@ async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
     seeded = Seeded(customers=customers, tasks=0, own_customers=[], own_open_tasks=0)
     try:
         batch: list[Edit] = []
+        campaigns = [new_ulid(now_ms, rnd.randbytes(10)) for _ in CAMPAIGNS]
+        for campaign_id, (start, end, attempts, spacing) in zip(campaigns, CAMPAIGNS):
+            batch += [Edit("campaigns", campaign_id, f, value=v) for f, v in {
+                "status": "active", "window_start_min": start, "window_end_min": end, "max_attempts": attempts,
+                "retry_spacing_min": spacing}.items()]
         for i in range(customers):
             row_id = new_ulid(now_ms - customers + i, rnd.randbytes(10))
             agent = None if rnd.random() < UNASSIGNED_SHARE else agents[rnd.randrange(AGENTS)]
@@ -384,9 +400,21 @@ async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
                 task = {"customer_id": row_id, "kind": rnd.choice(TASK_KINDS), "assignee": agent, "site": SITE,
                         "status": status, "due_at_ms": due_ms, "deadline_at_ms": due_ms + 2 * DAY_MS,
                         "priority": rnd.randrange(10)}
+                if rnd.random() < CAMPAIGN_SHARE:
+                    task["campaign_id"] = rnd.choice(campaigns)
                 batch += [Edit("tasks", task_id, f, value=v) for f, v in task.items()]
                 seeded.tasks += 1
                 seeded.own_open_tasks += agent == team[0] and status in ("open", "assigned", "in_progress")
+            history = [now_ms - rnd.randrange(DAY_MS, 365 * DAY_MS) for _ in range(rnd.randint(0, HISTORY_MAX))]
+            if rnd.random() < TODAY_SHARE:
+                history.append(now_ms - rnd.randrange(4 * 3_600_000))
+            for at_ms in history:  # the customer's calls so far, on its last task
+                result = {"task_id": task_id, "customer_id": row_id, "outcome": rnd.choice(OUTCOMES),
+                          "duration_s": rnd.randrange(5, 600), "agent": agent or agents[0], "site": SITE,
+                          "recorded_at_ms": at_ms}
+                result_id = new_ulid(at_ms, rnd.randbytes(10))
+                batch += [Edit("results", result_id, f, value=v) for f, v in result.items()]
+                seeded.results += 1
             if (i + 1) % SEED_CHUNK == 0:
                 await store.write_local(batch)
                 batch = []
@@ -600,7 +628,7 @@ async def run(args: argparse.Namespace) -> int:
             skipped = [t for t in targets if t.path != BARE_PATH and _shape(t.path) not in paths]
             targets = [t for t in targets if t not in skipped]
             print(f"work API under load: HQ holding {seeded.customers:,} customers x 10 sealed PII fields and "
-                  f"{seeded.tasks:,} tasks; signed in as agent bench.agent00 (team {TEAM}: {TEAM_SIZE} of {AGENTS} "
+                  f"{seeded.tasks:,} tasks and {seeded.results:,} results; signed in as agent bench.agent00 (team {TEAM}: {TEAM_SIZE} of {AGENTS} "
                   f"agents) with {len(seeded.own_customers)} customers and {seeded.own_open_tasks} open tasks; "
                   f"{CONNECTIONS} connections from {args.clients} load-generator process(es); "
                   f"{args.rounds} round(s) of {args.warmup_s:g} s warm-up + {args.duration_s:g} s measured "

@@ -36,13 +36,12 @@ from sync.errors import LinkDownError
 from sync.hlc import Clock
 from sync.ids import new_ulid
 from sync.replicator import Replicator, SyncReport
-from sync.schema import CallOutcome
+from sync.schema import OPEN_TASK_STATUSES, CallOutcome
 from sync.store.sqlite import SqliteStore, wall_clock_ms
 
 log = logging.getLogger(__name__)
 
 #: task statuses still to be worked
-OPEN_STATUSES = ("open", "assigned", "in_progress")
 DB_FILE = "phone.db"
 KEYSTORE_FILE = "phone.keystore"
 PROFILE_FILE = "phone.json"
@@ -209,7 +208,7 @@ class Phone:
         suppressed customer, attempts left); in the site inbox's order: by due
         time (undated last), then priority (9 first), then id."""
         out = []
-        for task in await self._rows("tasks", assignee=self.user_id, status=list(OPEN_STATUSES), deleted=False):
+        for task in await self._rows("tasks", assignee=self.user_id, status=list(OPEN_TASK_STATUSES), deleted=False):
             due = task["due_at_ms"]
             if due is not None and due > now_ms + horizon_ms:
                 continue

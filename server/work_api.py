@@ -22,6 +22,7 @@ import msgspec
 
 from server.access import CUSTOMERS, Actor, FieldsNotWritableError, OutOfScopeError, admits, project_customer
 from server.errors import NotFoundError
+from server.policy import ADMISSION_FIELDS
 from server.work_errors import (
     BadCursorError,
     BadTimeError,
@@ -33,7 +34,7 @@ from server.work_errors import (
 from server.node import Node
 from server.work.calendar import DAY_MS
 from server.work.complaints import archive_complaint, deadline_state, hand_over, open_complaint
-from server.work.offer import NOT_OFFERED, offer_check
+from server.work.offer import CUSTOMER_FIELDS, NOT_OFFERED, offer_check, results_since, spacing_ms_of
 from server.work.outcomes import callback_edits, result_edits
 from server.work.tasks import CLOSED, REVISIT_KINDS, advance, new_task, revisit_task
 from server.work_views import (
@@ -55,12 +56,15 @@ from server.work_views import (
 )
 from sync.edits import Edit
 from sync.ids import new_ulid
-from sync.store.sqlite import NO_DUE, wall_clock_ms
+from sync.schema import OPEN_TASK_STATUSES
+from sync.store.ddl import NO_DUE
+from sync.store.sqlite import wall_clock_ms
 
 TASKS, RESULTS = "tasks", "results"
-OPEN_STATUSES = ("open", "assigned", "in_progress")
 #: results shown on a card
 HISTORY = 20
+#: the customer fields an inbox reads: the offer check's, the item's, admission's
+INBOX_CUSTOMER_FIELDS = (*CUSTOMER_FIELDS, "star_level", "segment", *ADMISSION_FIELDS[CUSTOMERS])
 #: a callback this far ahead at most
 CALLBACK_HORIZON_MS = 90 * DAY_MS
 
@@ -140,13 +144,23 @@ async def _campaign(node: Node, task: Mapping[str, Any]) -> dict[str, Any] | Non
     return None if campaign_id is None else await node.store.read_row("campaigns", campaign_id)
 
 
-async def _results_of(node: Node, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+async def _results_of(node: Node, customer_ids: Iterable[str], *,
+                      since_ms: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The customers' live results (recorded at ``since_ms`` or later, when given)."""
     ids = sorted(set(customer_ids))
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    recent = None if since_ms is None else {"recorded_at_ms": since_ms}
     if ids:
-        for row in await node.store.find_rows(RESULTS, limit=100_000, customer_id=ids, deleted=False):
+        for row in await node.store.find_rows(RESULTS, limit=100_000, customer_id=ids, deleted=False,
+                                              at_least=recent):
             out[row["customer_id"]].append(row)
     return out
+
+
+async def _campaigns_of(node: Node, tasks: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    ids = sorted({t["campaign_id"] for t in tasks if t["campaign_id"]})
+    return {r["row_id"]: r for r in await node.store.find_rows("campaigns", limit=len(ids) + 1, row_id=ids)} \
+        if ids else {}
 
 
 async def _user_known(node: Node, user_id: str) -> bool:
@@ -211,7 +225,7 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
     if cursor is not None:
         _, due, priority, row_id = _decode(cursor, _page_decoder, "cursor", store.store_id)
         after = (due, priority, row_id)
-    rows = await store.work_queue(limit=limit, after=after, statuses=OPEN_STATUSES, due_before=due_before,
+    rows = await store.work_queue(limit=limit, after=after, due_before=due_before,
                                   priority_min=priority_min, **equals)
     items, _ = await _offer(node, actor, rows, now)
     following = None
@@ -227,9 +241,11 @@ async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
     """The tasks to offer, with whether their calls may be placed now, and the
     ids of those not to offer (closed, out of scope, suppressed, used up)."""
     customers = {r["row_id"]: r for r in await node.store.find_rows(
-        CUSTOMERS, limit=len(tasks) + 1, row_id=sorted({t["customer_id"] for t in tasks if t["customer_id"]}))}
-    results = await _results_of(node, customers)
-    campaigns: dict[str, dict[str, Any] | None] = {}
+        CUSTOMERS, limit=len(tasks) + 1, fields=INBOX_CUSTOMER_FIELDS,
+        row_id=sorted({t["customer_id"] for t in tasks if t["customer_id"]}))}
+    campaigns = await _campaigns_of(node, tasks)
+    since = results_since(now_ms, [spacing_ms_of(t, campaigns.get(t["campaign_id"] or "")) for t in tasks])
+    results = await _results_of(node, customers, since_ms=since)
     calendar = node.calendar
     shown = _shown(node, actor, TASKS, TaskView)
     items: list[InboxItem] = []
@@ -239,10 +255,7 @@ async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
         if customer is None or not _admits(node, actor, TASKS, task) or not admits(node.policy, actor, customer):
             removed.append(task["row_id"])
             continue
-        campaign_id = task["campaign_id"]
-        if campaign_id is not None and campaign_id not in campaigns:
-            campaigns[campaign_id] = await node.store.read_row("campaigns", campaign_id)
-        refusal = offer_check(task, customer, campaigns.get(campaign_id) if campaign_id else None,
+        refusal = offer_check(task, customer, campaigns.get(task["campaign_id"] or ""),
                               results.get(customer["row_id"], ()), now_ms=now_ms, calendar=calendar)
         if task["deleted"] or task["status"] in CLOSED or (refusal is not None and refusal.code in NOT_OFFERED):
             removed.append(task["row_id"])
@@ -266,7 +279,7 @@ async def card(node: Node, actor: Actor, customer_id: str, purpose: str | None) 
     row = await customer_in_scope(node, actor, customer_id)
     seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row))
     tasks = [t for t in await node.store.find_rows(TASKS, limit=1_000, customer_id=customer_id, deleted=False)
-             if t["status"] in OPEN_STATUSES and _admits(node, actor, TASKS, t)]
+             if t["status"] in OPEN_TASK_STATUSES and _admits(node, actor, TASKS, t)]
     tasks.sort(key=lambda t: (t["due_at_ms"] if t["due_at_ms"] is not None else NO_DUE, -t["priority"], t["row_id"]))
     results = [r for r in await node.store.find_rows(RESULTS, limit=10_000, customer_id=customer_id, deleted=False)
                if _admits(node, actor, RESULTS, r)]
@@ -327,9 +340,10 @@ async def place_call(node: Node, actor: Actor, task_id: str) -> CallPermit:
     task = await task_in_scope(node, actor, task_id)
     customer = await customer_in_scope(node, actor, task["customer_id"])
     now = wall_clock_ms()
-    history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
-    refusal = offer_check(task, customer, await _campaign(node, task), history, now_ms=now,
-                          calendar=node.calendar)
+    campaign = await _campaign(node, task)
+    since = results_since(now, [spacing_ms_of(task, campaign)])
+    history = (await _results_of(node, [customer["row_id"]], since_ms=since))[customer["row_id"]]
+    refusal = offer_check(task, customer, campaign, history, now_ms=now, calendar=node.calendar)
     if refusal is not None:  # its audit entry is the refusal's (server.auth.record_refusal)
         raise CallRefusedError(task_id, refusal.code, refusal.detail, refusal.retry_at_ms)
     edits = advance(task, "in_progress")
@@ -473,7 +487,7 @@ async def team_work(node: Node, actor: Actor, *, now_ms: int | None = None) -> T
     warn = node.config.work.complaint_warn_hours * 3_600_000
     loads: list[AgentLoad] = []
     for member in members:
-        open_tasks = [t for t in await node.store.work_queue(limit=100_000, statuses=OPEN_STATUSES, assignee=member)
+        open_tasks = [t for t in await node.store.work_queue(limit=100_000, assignee=member)
                       if _admits(node, actor, TASKS, t)]
         owned = [t for t in await node.store.find_rows(TASKS, limit=100_000, first_responder=member,
                                                        kind="complaint", deleted=False)

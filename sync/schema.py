@@ -102,6 +102,8 @@ TaskKind = Literal[
 ]
 #: Declared order is the lattice order; ``cancelled`` is the top.
 TaskStatus = Literal["open", "assigned", "in_progress", "done", "archived", "cancelled"]
+#: a task still to be worked (the rest are closed)
+OPEN_TASK_STATUSES: tuple[TaskStatus, ...] = ("open", "assigned", "in_progress")
 CallOutcome = Literal[
     "connected",
     "no_answer",

@@ -33,6 +33,13 @@ def zone(name: str) -> ZoneInfo:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+@lru_cache(maxsize=4096)
+def _local(at_ms: int, zone: ZoneInfo) -> datetime:
+    """An instant in a zone; remembered, as an inbox asks it of one instant
+    (now) for every task."""
+    return (_EPOCH + timedelta(milliseconds=at_ms)).astimezone(zone)
+
+
 def to_ms(at: datetime) -> int:
     """Unix milliseconds of an aware datetime (exact: no float on the way)."""
     return (at - _EPOCH) // timedelta(milliseconds=1)
@@ -58,7 +65,7 @@ class WorkCalendar(msgspec.Struct, frozen=True, kw_only=True):
 
     def local(self, at_ms: int, tz: str | None = None) -> datetime:
         """``at_ms`` as an aware datetime in ``tz`` (or the calendar's zone)."""
-        return (_EPOCH + timedelta(milliseconds=at_ms)).astimezone(self.zone_of(tz))
+        return _local(at_ms, self.zone_of(tz))
 
     def day_key(self, at_ms: int, tz: str | None = None) -> str:
         """The local date of ``at_ms`` in ``tz``, ``YYYY-MM-DD``."""

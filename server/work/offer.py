@@ -51,6 +51,10 @@ NOT_OFFERED = frozenset({"suppressed", "max_attempts", "closed"})
 #: the tag a suspended or vacant number leaves on the customer
 INVALID_NUMBER_TAG = "invalid_number"
 
+#: the customer fields `offer_check` reads: a customer row read with these
+#: is judged as the whole row would be
+CUSTOMER_FIELDS = ("row_id", "deleted", "status", "suppression", "tags", "tz")
+
 #: task kinds that are marketing: a refusal of marketing stops them
 MARKETING_KINDS = frozenset({"sales", "retention", "survey", "care"})
 #: kinds that do not call the customer out of the blue: working the customer's own complaint
@@ -153,6 +157,14 @@ def _attempts(results: Iterable[Row], customer_id: str) -> list[Row]:
         seen.add(r.get("row_id"))  # type: ignore[arg-type]
         out.append(r)
     return out
+
+
+def results_since(now_ms: int, spacings_ms: Iterable[int]) -> int:
+    """The earliest recorded time of a result `offer_check` at ``now_ms`` can
+    count, given the retry spacings of the tasks checked: today's attempts (a
+    local day began at most 25 hours ago in any zone; two days to spare) and
+    each task's last attempt within its spacing. A reader may leave older ones out."""
+    return now_ms - max((2 * DAY_MS, *spacings_ms))
 
 
 def next_day_window(at_ms: int, window: tuple[int, int], tz: str | None, calendar: WorkCalendar) -> int:

@@ -24,7 +24,7 @@ import json
 
 import msgspec
 
-from sync.schema import COLLECTIONS, CollectionSpec, Column, FieldSpec
+from sync.schema import COLLECTIONS, OPEN_TASK_STATUSES, CollectionSpec, Column, FieldSpec
 
 CORE_TABLES = """
 CREATE TABLE meta (
@@ -142,6 +142,21 @@ PRIORITY: dict[str, tuple[str | None, str]] = {
 #: appends to it. Idempotent: `SqliteStore.open` runs it on every store.
 PRIORITY_INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS customers__suppressed ON customers (_seq) WHERE suppression != '[]'",
+)
+
+#: the sort key of a task without a due time: after every real one
+NO_DUE = (1 << 48) - 1
+#: the open tasks (`OPEN_TASK_STATUSES`), as a query must say it for SQLite to
+#: use `WORK_INDEXES`, whose condition it is
+OPEN_TASKS = f"deleted = 0 AND status IN ({', '.join(repr(s) for s in OPEN_TASK_STATUSES)})"
+#: the work order: due time (none last), then priority (9 first), then row id
+WORK_ORDER = f"coalesce(due_at_ms, {NO_DUE}), priority DESC, row_id"
+#: Makes a user's work queue (`SqliteStore.work_queue`) a walk of one index in
+#: work order, as long as a page: the open tasks by assignee. Partial, so done
+#: and archived tasks, most of the table, cost it nothing. Idempotent, as
+#: `PRIORITY_INDEXES`.
+WORK_INDEXES: tuple[str, ...] = (
+    f"CREATE INDEX IF NOT EXISTS tasks__open_work ON tasks (assignee, {WORK_ORDER}) WHERE {OPEN_TASKS}",
 )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import heapq
 import json
@@ -50,7 +51,17 @@ from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, PARENTS, SCHEMA_VERSION, Column, FieldSpec
 from sync.scope import PeerScope, RowFilter, parent_id
 from sync.store import ApplyReport, DeviceRecord, PurgeHook, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
-from sync.store.ddl import PRIORITY, PRIORITY_INDEXES, column_index, column_value, member_columns
+from sync.store.ddl import (
+    NO_DUE,
+    OPEN_TASKS,
+    PRIORITY,
+    PRIORITY_INDEXES,
+    WORK_INDEXES,
+    WORK_ORDER,
+    column_index,
+    column_value,
+    member_columns,
+)
 from sync.store.errors import (
     StoreBusyError,
     StoreExistsError,
@@ -221,7 +232,7 @@ class SqliteStore(AuditLogStore):
                 raise StoreVersionError(path, layout, LAYOUT_VERSION)
             await migrate(writer, layout)
             await add_missing_columns(writer)
-            for statement in PRIORITY_INDEXES:
+            for statement in (*PRIORITY_INDEXES, *WORK_INDEXES):
                 await writer.execute(statement)
             meta = await _read_meta(writer)
             if node_id is not None and meta["node_id"] != node_id:
@@ -663,8 +674,7 @@ class SqliteStore(AuditLogStore):
 
     @_reads
     async def high_seq(self) -> int:
-        async with self._r.execute("SELECT value FROM meta WHERE key = 'seq'") as cur:
-            (seq,) = await cur.fetchone()  # type: ignore[misc]
+        (seq,) = await _first(self._r, "SELECT value FROM meta WHERE key = 'seq'")
         return int(seq)
 
     @_reads
@@ -1171,7 +1181,7 @@ class SqliteStore(AuditLogStore):
         spec = COLLECTIONS[collection]
         names = ["row_id", *spec.columns]
         row = await _first(self._r, f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,))
-        return None if row is None else _materialize(spec.columns.values(), names, row)
+        return None if row is None else _materialize(_CONVERTED[collection], names, row)
 
     @_reads
     async def field_origins(self, collection: str, row_id: str) -> dict[str, str]:
@@ -1182,19 +1192,26 @@ class SqliteStore(AuditLogStore):
 
     @_reads
     async def find_rows(
-        self, collection: str, *, limit: int = 10_000, after: str = "", **equals: Any
+        self, collection: str, *, limit: int = 10_000, after: str = "", fields: tuple[str, ...] | None = None,
+        at_least: dict[str, int] | None = None, **equals: Any,
     ) -> list[dict[str, Any]]:
         """Materialized rows whose columns equal ``equals`` (field names of the schema;
-        a list, tuple or set value matches any of its members), in row id order
-        after ``after``."""
+        a list, tuple or set value matches any of its members) and are at least
+        ``at_least`` (a NULL is not), in row id order after ``after``; with
+        ``fields``, only those columns (and ``row_id``) of each."""
         spec = COLLECTIONS[collection]
-        names = ["row_id", *spec.columns]
+        names, converted = _projection(collection, fields)
         where, params = _where(spec, equals)
+        for name, low in (at_least or {}).items():
+            if name not in spec.columns:
+                raise KeyError(f"{collection} has no field {name!r}")
+            where += f" AND {name} >= ?"
+            params.append(low)
         rows = await self._r.execute_fetchall(
             f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} AND row_id > ? ORDER BY row_id LIMIT ?",
             (*params, after, limit),
         )
-        return [_materialize(spec.columns.values(), names, r) for r in rows]
+        return [_materialize(converted, names, r) for r in rows]
 
     @_reads
     async def rows_after(
@@ -1210,22 +1227,22 @@ class SqliteStore(AuditLogStore):
             f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? AND {where} ORDER BY _seq LIMIT ?",
             (after_seq, *params, limit),
         )
-        return [(r[0], _materialize(spec.columns.values(), names, r[1:])) for r in rows]
+        return [(r[0], _materialize(_CONVERTED[collection], names, r[1:])) for r in rows]
 
     @_reads
     async def work_queue(
-        self, *, limit: int, after: tuple[int, int, str] | None = None, statuses: tuple[str, ...] = (),
-        due_before: int | None = None, priority_min: int | None = None, **equals: Any,
+        self, *, limit: int, after: tuple[int, int, str] | None = None, due_before: int | None = None,
+        priority_min: int | None = None, **equals: Any,
     ) -> list[dict[str, Any]]:
-        """Live tasks matching ``equals`` (as in `find_rows`), in work order: due
-        time (none last), then priority (9 first), then row id; keyset-paged
-        after the (due key, priority, row id) of the last one read."""
+        """Open tasks (`OPEN_TASK_STATUSES`, not deleted) matching ``equals`` (as in
+        `find_rows`), in work order (`WORK_ORDER`): due time (none last), then
+        priority (9 first), then row id; keyset-paged after the (due key,
+        priority, row id) of the last one read. By one assignee, a walk of
+        `WORK_INDEXES` as long as the page."""
         spec = COLLECTIONS["tasks"]
-        names = ["row_id", *spec.columns]
-        where, params = _where(spec, {"deleted": False, **equals})
-        if statuses:
-            where += " AND status IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(statuses)))
+        names, converted = _projection("tasks", None)
+        where, params = _where(spec, equals)
+        where += f" AND {OPEN_TASKS}"
         if due_before is not None:
             where += " AND due_at_ms < ?"
             params.append(due_before)
@@ -1233,13 +1250,12 @@ class SqliteStore(AuditLogStore):
             where += " AND priority >= ?"
             params.append(priority_min)
         if after is not None:
-            where += " AND (coalesce(due_at_ms, ?), -priority, row_id) > (?, ?, ?)"
-            params += [NO_DUE, after[0], -after[1], after[2]]
+            where += f" AND (coalesce(due_at_ms, {NO_DUE}), -priority, row_id) > (?, ?, ?)"
+            params += [after[0], -after[1], after[2]]
         rows = await self._r.execute_fetchall(
-            f"SELECT {', '.join(names)} FROM tasks WHERE {where} "
-            f"ORDER BY coalesce(due_at_ms, ?), priority DESC, row_id LIMIT ?", (*params, NO_DUE, limit),
+            f"SELECT {', '.join(names)} FROM tasks WHERE {where} ORDER BY {WORK_ORDER} LIMIT ?", (*params, limit),
         )
-        return [_materialize(spec.columns.values(), names, r) for r in rows]
+        return [_materialize(converted, names, r) for r in rows]
 
     @_writes
     async def index_live_rows(self, collection: str, column: str) -> str:
@@ -1277,11 +1293,7 @@ class SqliteStore(AuditLogStore):
         before). `index_live_rows` on ``column`` makes it a range scan (HQ has it
         on results' ``recorded_at_ms``, for retention)."""
         spec = _live_spec(collection, column)
-        unknown = set(fields or ()) - set(spec.columns)
-        if unknown:
-            raise KeyError(f"{collection} has no field {sorted(unknown)[0]!r}")
-        columns = [spec.columns[f] for f in dict.fromkeys((*fields, column))] if fields else list(spec.columns.values())
-        names = ["row_id", *(c.name for c in columns)]
+        names, converted = _projection(collection, (*fields, column) if fields else None)
         at, row_id = after if after is not None else (since, "")
         # the page starts at ``at`` in the index: the row-value test alone would
         # make SQLite scan from ``since`` on every page
@@ -1291,10 +1303,6 @@ class SqliteStore(AuditLogStore):
             (max(since, at), until, at, row_id, limit),
         ) as cur:
             rows = await cur.fetchall()
-        # only the columns whose stored form differs from their value need a look per row
-        converted = [c for c in columns if c.member is None and (
-            c.field.merge == "add_wins_set" or (c.field.collection, c.field.name) in _LIST_FIELDS
-            or (c.sql_type == "INTEGER" and isinstance(c.field.default, bool)))]
         return [_materialize(converted, names, r) for r in rows]
 
     @_reads
@@ -1662,16 +1670,49 @@ def _live_spec(collection: str, column: str | None) -> Any:
 _json_decode = msgspec.json.decode  # the JSON arrays of set members: msgspec's decoder, several times the stdlib's speed
 
 
-def _materialize(columns: Iterable[Column], names: list[str], row: Any) -> dict[str, Any]:
-    """A row as {column: plain value} (a Struct-valued field appears as its members)."""
-    out = dict(zip(names, row))
+def _conversions(columns: Iterable[Column]) -> tuple[tuple[str, bool], ...]:
+    """(name, holds JSON) of the columns whose stored form differs from their
+    value: JSON arrays (set members, lists) and booleans stored as integers."""
+    out = []
     for c in columns:
         if c.member is not None:
             continue
-        if c.field.merge == "add_wins_set" or ((c.field.collection, c.field.name) in _LIST_FIELDS and out[c.name] is not None):
-            out[c.name] = _json_decode(out[c.name])
+        if c.field.merge == "add_wins_set" or (c.field.collection, c.field.name) in _LIST_FIELDS:
+            out.append((c.name, True))
         elif c.sql_type == "INTEGER" and isinstance(c.field.default, bool):
-            out[c.name] = bool(out[c.name])
+            out.append((c.name, False))
+    return tuple(out)
+
+
+#: each collection's `_conversions` over all its columns, worked out once
+_CONVERTED = {name: _conversions(spec.columns.values()) for name, spec in COLLECTIONS.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _projection(collection: str, fields: tuple[str, ...] | None) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
+    """The columns to select (``row_id`` first) and their `_conversions`: every
+    column of ``collection``, or ``fields``; raises `KeyError` for a field it lacks."""
+    spec = COLLECTIONS[collection]
+    if fields is None:
+        return ("row_id", *spec.columns), _CONVERTED[collection]
+    wanted = [f for f in dict.fromkeys(fields) if f != "row_id"]
+    unknown = set(wanted) - set(spec.columns)
+    if unknown:
+        raise KeyError(f"{collection} has no field {sorted(unknown)[0]!r}")
+    return ("row_id", *wanted), _conversions(spec.columns[f] for f in wanted)
+
+
+def _materialize(converted: tuple[tuple[str, bool], ...], names: Iterable[str], row: Any) -> dict[str, Any]:
+    """A row as {column: plain value} (a Struct-valued field appears as its
+    members); ``converted``: the `_conversions` of its columns."""
+    out = dict(zip(names, row))
+    for name, is_json in converted:
+        value = out[name]
+        if is_json:
+            if value is not None:
+                out[name] = _json_decode(value)
+        else:
+            out[name] = bool(value)
     return out
 
 
@@ -1684,10 +1725,6 @@ async def _first(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> Any:
 async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
     async with conn.execute("SELECT key, value FROM meta") as cur:
         return dict(await cur.fetchall())
-
-
-#: the sort key of a task without a due time: after every real one
-NO_DUE = (1 << 48) - 1
 
 
 #: the collections a signed-in user's check and actor are derived from (`auth_mark`)

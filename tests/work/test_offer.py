@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.work.offer import offer_check
-from tests.work.clock import CAL, HOUR, at, customer, result, task
+from server.work.offer import offer_check, results_since, spacing_ms_of
+from tests.work.clock import CAL, DAY, HOUR, at, customer, result, task
 
 CAMPAIGN = {"row_id": "c1", "status": "active", "window_start_min": 9 * 60, "window_end_min": 18 * 60,
             "max_attempts": 5, "retry_spacing_min": 90, "deleted": False}
@@ -101,3 +101,32 @@ def test_closed_tasks_and_inactive_campaigns_are_not_offered() -> None:
                        calendar=CAL).code == "closed"
     refusal = offer_check(task(), customer(status="closed"), None, [], now_ms=now, calendar=CAL)
     assert refusal.code == "closed" and "01JD" not in refusal.detail
+
+
+def test_the_results_an_inbox_leaves_unread_are_none_the_check_counts() -> None:
+    """An inbox reads the results since `results_since` only: the check's answer
+    from those is its answer from the whole history, at each edge of the cut."""
+    def both(t: dict[str, object], c: dict[str, object], campaign: dict[str, object] | None,
+             history: list[dict[str, object]], now: int) -> tuple[object, object]:
+        since = results_since(now, [spacing_ms_of(t, campaign)])
+        recent = [r for r in history if r["recorded_at_ms"] >= since]  # type: ignore[operator]
+        return (offer_check(t, c, campaign, history, now_ms=now, calendar=CAL),
+                offer_check(t, c, campaign, recent, now_ms=now, calendar=CAL))
+
+    anytime = {**CAMPAIGN, "window_start_min": 0, "window_end_min": 0, "max_attempts": 9}
+    # a five-day spacing: the last attempt three days ago still holds the task back
+    five_days = {**anytime, "retry_spacing_min": 5 * 24 * 60}
+    now = at(2025, 3, 7, 10)
+    whole, part = both(task(campaign_id="c1"), customer(), five_days, [result("r1", now - 3 * DAY)], now)
+    assert whole is not None and whole.code == "too_soon" and part == whole
+    # an attempt half an hour inside a three-day spacing
+    days = {**anytime, "retry_spacing_min": 72 * 60}
+    whole, part = both(task(campaign_id="c1"), customer(), days, [result("r1", now - 72 * HOUR + HOUR // 2)], now)
+    assert whole is not None and whole.code == "too_soon" and part == whole
+    # the daily cap at UTC+14: the local day began 23 hours ago, its three attempts all before noon UTC
+    kiritimati = customer(tz="Pacific/Kiritimati")
+    late = at(2025, 3, 7, 23, 30, tz="Pacific/Kiritimati")
+    early = [result(f"r{i}", at(2025, 3, 7, i, 30, tz="Pacific/Kiritimati"), task_id="01JD0QK2M6X3Z1V9A8B7C6D5T9")
+             for i in range(3)]
+    whole, part = both(task(campaign_id="c1"), kiritimati, anytime, early, late)
+    assert whole is not None and whole.code == "daily_cap" and part == whole
