@@ -149,9 +149,11 @@ TARGETS: tuple[Target, ...] = (
     Target("card", "GET", "/customers/{customer_id}/card", check="card"),
     Target("inbox", "GET", "/work/inbox?limit=50"),
 )
-#: measured only when named in ``--targets``: what the signed-in user costs a card
+#: measured only when named in ``--targets``: what the signed-in user costs a card; what an inbox
+#: costs before its tasks (a page of one)
 PROBES: tuple[Target, ...] = (
     Target("card-op", "GET", "/customers/{customer_id}/card", check="card", judged=False, caller="operator"),
+    Target("inbox-1", "GET", "/work/inbox?limit=1", judged=False),
 )
 
 

@@ -53,6 +53,7 @@ from sync.edits import Edit
 from sync.schema import COLLECTIONS, FIELD_CLASSES, ROW_KEY_FIELDS, KeyRef, KeyWrap
 from sync.store import ReplicaStore
 from sync.store.errors import StoreBusyError
+from sync.store.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,12 @@ class OpenedRow:
 
     def __repr__(self) -> str:
         return f"OpenedRow(fields={sorted(self.values)}, unavailable={self.unavailable})"
+
+
+def data_key_records_in(snap: Snapshot, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's ``data_key`` records that hold a wrap."""
+    rows = snap.find_rows("keys", customer_id=customer_id, kind="data_key", deleted=False)
+    return [r for r in rows if r["wrapped"] is not None]
 
 
 class Keyring:
@@ -360,23 +367,26 @@ class Keyring:
             yield [record_wrap(r) for r in records]
 
     async def data_key_records(self, customer_id: str) -> list[dict[str, Any]]:
-        rows = await self.store.find_rows("keys", customer_id=customer_id, kind="data_key", deleted=False)
-        return [r for r in rows if r["wrapped"] is not None]
+        return await self.store.snapshot(lambda snap: data_key_records_in(snap, customer_id))
 
-    async def data_key_wraps(self, customer_id: str, row: Mapping[str, Any] | None) -> list[WrappedDataKey]:
+    async def data_key_wraps(self, customer_id: str, row: Mapping[str, Any] | None,
+                             records: list[dict[str, Any]] | None = None) -> list[WrappedDataKey]:
         """Every wrap of the customer's data keys here: those in ``row`` (its stored
-        row, or None for one not stored yet) and its ``data_key`` records."""
+        row, or None for one not stored yet) and its ``data_key`` records
+        (``records``, when the caller read them with the row: `data_key_records_in`)."""
         wraps = row_key_wraps(customer_id, row) if row is not None else []
-        return wraps + [record_wrap(r) for r in await self.data_key_records(customer_id)]
+        if records is None:
+            records = await self.data_key_records(customer_id)
+        return wraps + [record_wrap(r) for r in records]
 
     async def data_keys(
-        self, customer_id: str, row: Mapping[str, Any] | None
+        self, customer_id: str, row: Mapping[str, Any] | None, records: list[dict[str, Any]] | None = None
     ) -> tuple[dict[tuple[str, int], DataKey], dict[str, int]]:
         """The data keys of a customer this node can open, by (class, version), and
         the newest version recorded per class (whether or not it opens here)."""
         keys: dict[tuple[str, int], DataKey] = {}
         newest: dict[str, int] = {}
-        for wrap in await self.data_key_wraps(customer_id, row):
+        for wrap in await self.data_key_wraps(customer_id, row, records):
             cls, version = wrap.field_class, wrap.key_version
             newest[cls] = max(newest.get(cls, 0), version)
             if (cls, version) in keys:
@@ -449,9 +459,10 @@ class Keyring:
             raise NoScopeKeyError(customer_id, field_class, customer_groups(row, self.hq))
         return edits
 
-    async def open_customer(self, row: Mapping[str, Any]) -> OpenedRow:
-        """Open every PII field of a customer row. A field that does not open is
-        listed in ``unavailable`` with its reason; it never fails the whole row."""
+    async def open_customer(self, row: Mapping[str, Any], records: list[dict[str, Any]] | None = None) -> OpenedRow:
+        """Open every PII field of a customer row (``records``: its data key
+        records, if read with it). A field that does not open is listed in
+        ``unavailable`` with its reason; it never fails the whole row."""
         out = OpenedRow()
         customer_id = row["row_id"]
         keys: dict[tuple[str, int], DataKey] | None = None
@@ -465,7 +476,7 @@ class Keyring:
                 out.unavailable[field] = "format"
                 continue
             if keys is None:
-                keys, _ = await self.data_keys(customer_id, row)
+                keys, _ = await self.data_keys(customer_id, row, records)
             key = keys.get((cls, version))
             if key is None:
                 out.unavailable[field] = "no_key"

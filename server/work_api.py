@@ -16,12 +16,13 @@ import base64
 import binascii
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from server.access import CUSTOMERS, Actor, FieldsNotWritableError, OutOfScopeError, admits, project_customer
 from server.errors import NotFoundError
+from server.keyring import data_key_records_in
 from server.policy import ADMISSION_FIELDS
 from server.work_errors import (
     BadCursorError,
@@ -58,6 +59,7 @@ from sync.edits import Edit
 from sync.ids import new_ulid
 from sync.schema import OPEN_TASK_STATUSES
 from sync.store.ddl import NO_DUE
+from sync.store.snapshot import Snapshot
 from sync.store.sqlite import wall_clock_ms
 
 TASKS, RESULTS = "tasks", "results"
@@ -144,23 +146,20 @@ async def _campaign(node: Node, task: Mapping[str, Any]) -> dict[str, Any] | Non
     return None if campaign_id is None else await node.store.read_row("campaigns", campaign_id)
 
 
-async def _results_of(node: Node, customer_ids: Iterable[str], *,
-                      since_ms: int | None = None) -> dict[str, list[dict[str, Any]]]:
+def _results_in(snap: Snapshot, customer_ids: Iterable[str], *,
+                since_ms: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """The customers' live results (recorded at ``since_ms`` or later, when given)."""
     ids = sorted(set(customer_ids))
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     recent = None if since_ms is None else {"recorded_at_ms": since_ms}
     if ids:
-        for row in await node.store.find_rows(RESULTS, limit=100_000, customer_id=ids, deleted=False,
-                                              at_least=recent):
+        for row in snap.find_rows(RESULTS, limit=100_000, customer_id=ids, deleted=False, at_least=recent):
             out[row["customer_id"]].append(row)
     return out
 
 
-async def _campaigns_of(node: Node, tasks: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    ids = sorted({t["campaign_id"] for t in tasks if t["campaign_id"]})
-    return {r["row_id"]: r for r in await node.store.find_rows("campaigns", limit=len(ids) + 1, row_id=ids)} \
-        if ids else {}
+async def _results_of(node: Node, customer_id: str, *, since_ms: int | None = None) -> list[dict[str, Any]]:
+    return (await node.store.snapshot(lambda snap: _results_in(snap, [customer_id], since_ms=since_ms)))[customer_id]
 
 
 async def _user_known(node: Node, user_id: str) -> bool:
@@ -201,7 +200,8 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
                 limit: int, cursor: str | None, since: str | None, now_ms: int | None = None) -> InboxPage:
     """The caller's open tasks in work order, each with whether its call may be
     placed now; tasks the rules do not offer (suppressed customer, attempts used
-    up) are left out. With ``since``: the caller's tasks changed after it."""
+    up) are left out. With ``since``: the caller's tasks changed after it. All
+    read from one snapshot of the store, in one trip to its reader."""
     assert actor.user is not None
     now = wall_clock_ms() if now_ms is None else now_ms
     store = node.store
@@ -209,43 +209,66 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
     equals: dict[str, Any] = {"assignee": me}
     if kind is not None:
         equals["kind"] = kind
-    delta = _encode((store.store_id, await store.high_seq()))
     if since is not None:
         _, after_seq = _decode(since, _delta_decoder, "since", store.store_id)
-        changed = await store.rows_after(TASKS, after_seq, limit=limit, **equals)
-        if len(changed) == limit:  # more changed than a page: resume after the last one read
-            delta = _encode((store.store_id, changed[-1][0]))
-        # tasks taken from me in the same span: gone from my inbox
-        upto = changed[-1][0] if len(changed) == limit else None
-        taken = [row["row_id"] for seq, row in await store.rows_after(TASKS, after_seq, limit=100_000, handed_from=me)
-                 if row["assignee"] != me and (upto is None or seq <= upto)]
-        items, removed = await _offer(node, actor, [row for _, row in changed], now)
+
+        def changes(snap: Snapshot) -> tuple[int, list[tuple[int, dict[str, Any]]], list[str], _OfferContext]:
+            changed = snap.rows_after(TASKS, after_seq, limit=limit, **equals)
+            # tasks taken from me in the same span: gone from my inbox
+            upto = changed[-1][0] if len(changed) == limit else None
+            taken = [row["row_id"] for seq, row in snap.rows_after(TASKS, after_seq, limit=100_000, handed_from=me)
+                     if row["assignee"] != me and (upto is None or seq <= upto)]
+            return snap.high_seq(), changed, taken, _offer_context(snap, [row for _, row in changed], now)
+
+        high, changed, taken, context = await store.snapshot(changes)
+        # more changed than a page: resume after the last one read
+        delta = _encode((store.store_id, changed[-1][0] if len(changed) == limit else high))
+        items, removed = _offer(node, actor, [row for _, row in changed], context, now)
         return InboxPage(items=items, delta=delta, removed=sorted({*removed, *taken}))
     after = None
     if cursor is not None:
         _, due, priority, row_id = _decode(cursor, _page_decoder, "cursor", store.store_id)
         after = (due, priority, row_id)
-    rows = await store.work_queue(limit=limit, after=after, due_before=due_before,
-                                  priority_min=priority_min, **equals)
-    items, _ = await _offer(node, actor, rows, now)
+
+    def page(snap: Snapshot) -> tuple[int, list[dict[str, Any]], _OfferContext]:
+        rows = snap.work_queue(limit=limit, after=after, due_before=due_before, priority_min=priority_min, **equals)
+        return snap.high_seq(), rows, _offer_context(snap, rows, now)
+
+    high, rows, context = await store.snapshot(page)
+    items, _ = _offer(node, actor, rows, context, now)
     following = None
     if len(rows) == limit:
         last = rows[-1]
         following = _encode((store.store_id, last["due_at_ms"] if last["due_at_ms"] is not None else NO_DUE,
                              last["priority"], last["row_id"]))
-    return InboxPage(items=items, next=following, delta=delta)
+    return InboxPage(items=items, next=following, delta=_encode((store.store_id, high)))
 
 
-async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
-                 now_ms: int) -> tuple[list[InboxItem], list[str]]:
-    """The tasks to offer, with whether their calls may be placed now, and the
-    ids of those not to offer (closed, out of scope, suppressed, used up)."""
-    customers = {r["row_id"]: r for r in await node.store.find_rows(
+class _OfferContext(NamedTuple):
+    """What the offer check of some tasks reads besides the tasks."""
+
+    customers: dict[str, dict[str, Any]]
+    campaigns: dict[str, dict[str, Any]]
+    results: dict[str, list[dict[str, Any]]]
+
+
+def _offer_context(snap: Snapshot, tasks: list[dict[str, Any]], now_ms: int) -> _OfferContext:
+    """The tasks' customers (`INBOX_CUSTOMER_FIELDS`), campaigns, and the results
+    the offer check can count (`results_since`)."""
+    customers = {r["row_id"]: r for r in snap.find_rows(
         CUSTOMERS, limit=len(tasks) + 1, fields=INBOX_CUSTOMER_FIELDS,
         row_id=sorted({t["customer_id"] for t in tasks if t["customer_id"]}))}
-    campaigns = await _campaigns_of(node, tasks)
+    ids = sorted({t["campaign_id"] for t in tasks if t["campaign_id"]})
+    campaigns = {r["row_id"]: r for r in snap.find_rows("campaigns", limit=len(ids) + 1, row_id=ids)} if ids else {}
     since = results_since(now_ms, [spacing_ms_of(t, campaigns.get(t["campaign_id"] or "")) for t in tasks])
-    results = await _results_of(node, customers, since_ms=since)
+    return _OfferContext(customers, campaigns, _results_in(snap, customers, since_ms=since))
+
+
+def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]], context: _OfferContext,
+           now_ms: int) -> tuple[list[InboxItem], list[str]]:
+    """The tasks to offer, with whether their calls may be placed now, and the
+    ids of those not to offer (closed, out of scope, suppressed, used up)."""
+    customers, campaigns, results = context
     calendar = node.calendar
     shown = _shown(node, actor, TASKS, TaskView)
     items: list[InboxItem] = []
@@ -275,20 +298,36 @@ async def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]],
 
 async def card(node: Node, actor: Actor, customer_id: str, purpose: str | None) -> CustomerCard:
     """The customer as the caller may see it, its open tasks and latest results
-    the caller may see; one audit entry naming the fields shown."""
-    row = await customer_in_scope(node, actor, customer_id)
-    seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row))
-    tasks = [t for t in await node.store.find_rows(TASKS, limit=1_000, customer_id=customer_id, deleted=False)
-             if t["status"] in OPEN_TASK_STATUSES and _admits(node, actor, TASKS, t)]
+    the caller may see; one audit entry naming the fields shown. The rows are
+    read from one snapshot of the store."""
+
+    def read(snap: Snapshot) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]],
+                                      list[dict[str, Any]]] | None:
+        row = snap.read_row(CUSTOMERS, customer_id)
+        if row is None or row["deleted"]:
+            return None
+        return (row, data_key_records_in(snap, customer_id),
+                snap.find_rows(TASKS, limit=1_000, customer_id=customer_id, deleted=False),
+                snap.find_rows(RESULTS, limit=10_000, customer_id=customer_id, deleted=False))
+
+    found = await node.store.snapshot(read)
+    if found is None:
+        raise NotFoundError(CUSTOMERS, customer_id)
+    row, records, task_rows, result_rows = found
+    if not admits(node.policy, actor, row):
+        raise OutOfScopeError(CUSTOMERS, customer_id)
+    seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row, records))
+    tasks = [t for t in task_rows if t["status"] in OPEN_TASK_STATUSES and _admits(node, actor, TASKS, t)]
     tasks.sort(key=lambda t: (t["due_at_ms"] if t["due_at_ms"] is not None else NO_DUE, -t["priority"], t["row_id"]))
-    results = [r for r in await node.store.find_rows(RESULTS, limit=10_000, customer_id=customer_id, deleted=False)
-               if _admits(node, actor, RESULTS, r)]
+    results = [r for r in result_rows if _admits(node, actor, RESULTS, r)]
     results.sort(key=lambda r: (r["recorded_at_ms"] or 0, r["row_id"]), reverse=True)
     if seen.shown or seen.masked:
         await node.audit.record(actor, "read", row_id=customer_id, shown=seen.shown, masked=seen.masked,
                                 purpose=purpose)
-    return CustomerCard(customer=seen.view, open_tasks=[_task_view(node, actor, t) for t in tasks],
-                        history=[_result_view(node, actor, r) for r in results[:HISTORY]])
+    task_shown = _shown(node, actor, TASKS, TaskView)
+    result_shown = _shown(node, actor, RESULTS, ResultView)
+    return CustomerCard(customer=seen.view, open_tasks=[_task_view(node, actor, t, task_shown) for t in tasks],
+                        history=[_view(node, actor, RESULTS, ResultView, r, result_shown) for r in results[:HISTORY]])
 
 
 # ---------------------------------------------------------------- results and calls
@@ -316,7 +355,7 @@ async def record_result(node: Node, actor: Actor, task_id: str, body: ResultWrit
     }
     values = {k: v for k, v in values.items() if v is not None}
     check_writes(node, actor, RESULTS, values)
-    history = (await _results_of(node, [customer["row_id"]]))[customer["row_id"]]
+    history = await _results_of(node, customer["row_id"])
     rules = result_edits(result_id, values, task, customer, await _campaign(node, task), history, now_ms=now,
                          calendar=node.calendar, site=node.config.node_id)
     edits = [Edit(RESULTS, result_id, k, "set", v) for k, v in sorted(values.items())] + rules
@@ -342,7 +381,7 @@ async def place_call(node: Node, actor: Actor, task_id: str) -> CallPermit:
     now = wall_clock_ms()
     campaign = await _campaign(node, task)
     since = results_since(now, [spacing_ms_of(task, campaign)])
-    history = (await _results_of(node, [customer["row_id"]], since_ms=since))[customer["row_id"]]
+    history = await _results_of(node, customer["row_id"], since_ms=since)
     refusal = offer_check(task, customer, campaign, history, now_ms=now, calendar=node.calendar)
     if refusal is not None:  # its audit entry is the refusal's (server.auth.record_refusal)
         raise CallRefusedError(task_id, refusal.code, refusal.detail, refusal.retry_at_ms)

@@ -8,7 +8,7 @@ store for HQ can implement the same protocol.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -18,6 +18,11 @@ from sync.edits import Edit
 from sync.hlc import Clock
 from sync.protocol import Incoming
 from sync.scope import PeerScope, RowFilter
+
+if TYPE_CHECKING:
+    from sync.store.snapshot import Snapshot
+
+_T = TypeVar("_T")
 
 
 #: (purged rows as ``collection/row_id``, key records purged with them) -> the
@@ -233,8 +238,16 @@ class ReplicaStore(Protocol):
     async def field_origins(self, collection: str, row_id: str) -> dict[str, str]: ...
 
     async def find_rows(
-        self, collection: str, *, limit: int = 10_000, after: str = "", **equals: Any
+        self, collection: str, *, limit: int = 10_000, after: str = "", fields: tuple[str, ...] | None = None,
+        at_least: dict[str, int] | None = None, **equals: Any
     ) -> list[dict[str, Any]]: ...
+
+    async def work_queue(
+        self, *, limit: int, after: tuple[int, int, str] | None = None, due_before: int | None = None,
+        priority_min: int | None = None, **equals: Any,
+    ) -> list[dict[str, Any]]: ...
+
+    async def snapshot(self, fn: Callable[[Snapshot], _T]) -> _T: ...
 
     async def rows_after(
         self, collection: str, after_seq: int, *, limit: int = 1_000, any_of: tuple[str, ...] = (), **equals: Any

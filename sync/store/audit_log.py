@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
 from sync.audit import AuditCheckpoint, AuditDraft, AuditEntry, chain_entry, genesis
 from sync.store import audit_rows
 from sync.store.locks import reads, writes
-
-_T = TypeVar("_T")
-
+from sync.store.snapshot import on_thread
 
 def _head(conn: sqlite3.Connection, node_id: str) -> tuple[int, bytes]:
     """(seq, hash) of ``node_id``'s last entry; read inside each transaction, as
@@ -69,13 +66,6 @@ def _commit(conn: sqlite3.Connection, node_id: str, drafts: list[AuditDraft]) ->
     return entries
 
 
-async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> _T:
-    """Run ``fn(sqlite3_connection, *args)`` on ``conn``'s own thread in one hop
-    (aiosqlite has no public way; its private ``_execute`` and ``_conn`` are it),
-    instead of one hop per statement."""
-    return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-any-return]  # noqa: SLF001
-
-
 #: how long a group commit under load waits for more entries before it starts
 AUDIT_GATHER_S = 0.002
 #: lone appends closer together than this mean load: commits then gather
@@ -105,7 +95,7 @@ class AuditLogStore:
 
     async def _chain_audit(self, drafts: list[AuditDraft]) -> list[AuditEntry]:
         """Number, chain and insert ``drafts`` inside the caller's transaction."""
-        return await _on_thread(self._w, _chain, self.node_id, drafts)
+        return await on_thread(self._w, _chain, self.node_id, drafts)
 
     async def append_audit(self, draft: AuditDraft) -> AuditEntry:
         """Append one entry to this node's chain; returns once it is committed."""
@@ -125,7 +115,7 @@ class AuditLogStore:
             async with self._wlock:
                 queued, self._audit_queue = self._audit_queue, []
                 try:
-                    entries = await _on_thread(self._w, _commit, self.node_id, [draft for draft, _ in queued])
+                    entries = await on_thread(self._w, _commit, self.node_id, [draft for draft, _ in queued])
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
                     for _, future in queued:
                         if not future.done():
@@ -237,7 +227,7 @@ class AuditLogStore:
     @reads
     async def audit_head(self) -> tuple[int, bytes]:
         """(seq, hash) of this node's last entry; (0, genesis) before the first."""
-        return await _on_thread(self._r, _head, self.node_id)
+        return await on_thread(self._r, _head, self.node_id)
 
     @writes
     async def add_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import heapq
 import json
 import os
+import sqlite3
 import time
-import typing
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -48,16 +47,13 @@ from sync.hlc import Clock
 from sync.ids import new_ulid
 from sync.merge import Applied, FieldState, Refused, materialize, merge_for
 from sync.protocol import Incoming
-from sync.schema import COLLECTIONS, PARENTS, SCHEMA_VERSION, Column, FieldSpec
+from sync.schema import COLLECTIONS, PARENTS, SCHEMA_VERSION, FieldSpec
 from sync.scope import PeerScope, RowFilter, parent_id
 from sync.store import ApplyReport, DeviceRecord, PurgeHook, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
 from sync.store.ddl import (
-    NO_DUE,
-    OPEN_TASKS,
     PRIORITY,
     PRIORITY_INDEXES,
     WORK_INDEXES,
-    WORK_ORDER,
     column_index,
     column_value,
     member_columns,
@@ -70,6 +66,10 @@ from sync.store.errors import (
     StoreVersionError,
 )
 from sync.store.audit_log import AuditLogStore
+from sync.store.rows import materialize as _materialize
+from sync.store.rows import projection as _projection
+from sync.store.rows import where as _where
+from sync.store.snapshot import Snapshot, inline_reader, is_busy, on_thread, read_in_transaction
 from sync.store.locks import reads as _reads
 from sync.store.locks import writes as _writes
 from sync.store.migrations import LAYOUT_VERSION, add_missing_columns, migrate
@@ -100,6 +100,7 @@ _PRIORITY_CHUNK = 512
 #: the collections whose rows have children (`sync.schema.PARENTS`)
 _HAS_CHILDREN = frozenset(parent for parent, _ in PARENTS.values())
 #: a tombstone's canonical value when the row is deleted
+_T = TypeVar("_T")
 _TRUE = msgspec.msgpack.encode(True)
 
 
@@ -168,6 +169,11 @@ class SqliteStore(AuditLogStore):
         #: moves on after every commit here that changed a user or campaign row (a
         #: team, a partner's contract), a session or a node's keys (see `auth_mark`)
         self.auth_generation = 0
+        #: the writer's ``data_version`` as last read, and when to read it again (`auth_mark`)
+        self._foreign_version = 0
+        self._foreign_recheck_at = 0.0
+        #: `snapshot`'s connection, made on first use on the event loop's thread
+        self._inline: sqlite3.Connection | None = None
         self._audit_init()
 
     # ------------------------------------------------------------ lifecycle
@@ -254,6 +260,8 @@ class SqliteStore(AuditLogStore):
 
     async def close(self) -> None:
         await self._audit_drain()
+        if self._inline is not None:
+            self._inline.close()
         await self._r.close()
         await self._w.close()
 
@@ -674,8 +682,8 @@ class SqliteStore(AuditLogStore):
 
     @_reads
     async def high_seq(self) -> int:
-        (seq,) = await _first(self._r, "SELECT value FROM meta WHERE key = 'seq'")
-        return int(seq)
+        """As `Snapshot.high_seq`, in one trip."""
+        return await on_thread(self._r, lambda conn: Snapshot(conn).high_seq())
 
     @_reads
     async def changes_after(
@@ -1166,22 +1174,27 @@ class SqliteStore(AuditLogStore):
 
     async def auth_mark(self) -> tuple[int, int]:
         """What a signed-in user's check depends on, as two numbers: they stay the
-        same exactly while no user or campaign row, session or node key changed here (this
-        node's own commits count `auth_generation` up) and no other process
-        committed to the file (SQLite's ``data_version`` on the writer moves only
-        for other connections' commits). One trip to the writer's thread; no lock
-        (a pragma that reads, harmless inside another coroutine's transaction)."""
+        same while no user or campaign row, session or node key changed here (this
+        node's own commits count `auth_generation` up, at once) and no other
+        process committed to the file (SQLite's ``data_version`` on the writer
+        moves only for other connections' commits). ``data_version`` is read
+        again at most every `FOREIGN_RECHECK_S`: each reading is a trip to the
+        writer's thread, queued behind its commits and their fsyncs, which every
+        request of a busy node would otherwise wait for. So another process's
+        commit is seen within that time. No lock (a pragma that reads, harmless
+        inside another coroutine's transaction)."""
         generation = self.auth_generation
-        (row,) = await self._w.execute_fetchall("PRAGMA data_version")
-        return generation, int(row[0])
+        now = time.monotonic()
+        if now >= self._foreign_recheck_at:
+            (row,) = await self._w.execute_fetchall("PRAGMA data_version")
+            self._foreign_version = int(row[0])
+            self._foreign_recheck_at = now + FOREIGN_RECHECK_S
+        return generation, self._foreign_version
 
     @_reads
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None:
-        """The materialized row (None if no field of it is stored)."""
-        spec = COLLECTIONS[collection]
-        names = ["row_id", *spec.columns]
-        row = await _first(self._r, f"SELECT {', '.join(names)} FROM {spec.name} WHERE row_id = ?", (row_id,))
-        return None if row is None else _materialize(_CONVERTED[collection], names, row)
+        """As `Snapshot.read_row`, in one trip."""
+        return await on_thread(self._r, lambda conn: Snapshot(conn).read_row(collection, row_id))
 
     @_reads
     async def field_origins(self, collection: str, row_id: str) -> dict[str, str]:
@@ -1195,67 +1208,44 @@ class SqliteStore(AuditLogStore):
         self, collection: str, *, limit: int = 10_000, after: str = "", fields: tuple[str, ...] | None = None,
         at_least: dict[str, int] | None = None, **equals: Any,
     ) -> list[dict[str, Any]]:
-        """Materialized rows whose columns equal ``equals`` (field names of the schema;
-        a list, tuple or set value matches any of its members) and are at least
-        ``at_least`` (a NULL is not), in row id order after ``after``; with
-        ``fields``, only those columns (and ``row_id``) of each."""
-        spec = COLLECTIONS[collection]
-        names, converted = _projection(collection, fields)
-        where, params = _where(spec, equals)
-        for name, low in (at_least or {}).items():
-            if name not in spec.columns:
-                raise KeyError(f"{collection} has no field {name!r}")
-            where += f" AND {name} >= ?"
-            params.append(low)
-        rows = await self._r.execute_fetchall(
-            f"SELECT {', '.join(names)} FROM {spec.name} WHERE {where} AND row_id > ? ORDER BY row_id LIMIT ?",
-            (*params, after, limit),
-        )
-        return [_materialize(converted, names, r) for r in rows]
+        """As `Snapshot.find_rows`, in one trip."""
+        return await on_thread(self._r, lambda conn: Snapshot(conn).find_rows(
+            collection, limit=limit, after=after, fields=fields, at_least=at_least, **equals))
 
     @_reads
     async def rows_after(
         self, collection: str, after_seq: int, *, limit: int = 1_000, any_of: tuple[str, ...] = (), **equals: Any
     ) -> list[tuple[int, dict[str, Any]]]:
-        """(``_seq``, materialized row) of rows written after ``after_seq``, in order,
-        that match ``equals`` (as in `find_rows`) and hold any field of ``any_of``:
-        how the edge's background work follows what changed."""
-        spec = COLLECTIONS[collection]
-        names = ["row_id", *spec.columns]
-        where, params = _where(spec, equals, any_of)
-        rows = await self._r.execute_fetchall(
-            f"SELECT _seq, {', '.join(names)} FROM {spec.name} WHERE _seq > ? AND {where} ORDER BY _seq LIMIT ?",
-            (after_seq, *params, limit),
-        )
-        return [(r[0], _materialize(_CONVERTED[collection], names, r[1:])) for r in rows]
+        """As `Snapshot.rows_after`, in one trip."""
+        return await on_thread(self._r, lambda conn: Snapshot(conn).rows_after(
+            collection, after_seq, limit=limit, any_of=any_of, **equals))
 
     @_reads
     async def work_queue(
         self, *, limit: int, after: tuple[int, int, str] | None = None, due_before: int | None = None,
         priority_min: int | None = None, **equals: Any,
     ) -> list[dict[str, Any]]:
-        """Open tasks (`OPEN_TASK_STATUSES`, not deleted) matching ``equals`` (as in
-        `find_rows`), in work order (`WORK_ORDER`): due time (none last), then
-        priority (9 first), then row id; keyset-paged after the (due key,
-        priority, row id) of the last one read. By one assignee, a walk of
-        `WORK_INDEXES` as long as the page."""
-        spec = COLLECTIONS["tasks"]
-        names, converted = _projection("tasks", None)
-        where, params = _where(spec, equals)
-        where += f" AND {OPEN_TASKS}"
-        if due_before is not None:
-            where += " AND due_at_ms < ?"
-            params.append(due_before)
-        if priority_min is not None:
-            where += " AND priority >= ?"
-            params.append(priority_min)
-        if after is not None:
-            where += f" AND (coalesce(due_at_ms, {NO_DUE}), -priority, row_id) > (?, ?, ?)"
-            params += [after[0], -after[1], after[2]]
-        rows = await self._r.execute_fetchall(
-            f"SELECT {', '.join(names)} FROM tasks WHERE {where} ORDER BY {WORK_ORDER} LIMIT ?", (*params, limit),
-        )
-        return [_materialize(converted, names, r) for r in rows]
+        """As `Snapshot.work_queue`, in one trip."""
+        return await on_thread(self._r, lambda conn: Snapshot(conn).work_queue(
+            limit=limit, after=after, due_before=due_before, priority_min=priority_min, **equals))
+
+    async def snapshot(self, fn: Callable[[Snapshot], _T]) -> _T:
+        """``fn(snapshot)``: several reads that see one state of the file, run at
+        once on the calling (event loop's) thread, on a read-only connection of
+        the store's own (see `sync.store.snapshot`). So ``fn`` must be a bounded
+        read (a page, one customer's rows), never a scan, and only read through
+        the `Snapshot`. While the file is locked (a WAL recovery, another
+        process's exclusive lock), it runs on the reader's thread instead, which
+        waits there for the lock (``busy_timeout``) rather than stop the loop."""
+        try:
+            if self._inline is None:
+                self._inline = inline_reader(self.path)
+            return read_in_transaction(self._inline, fn)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        async with self._rlock:
+            return await on_thread(self._r, read_in_transaction, fn)
 
     @_writes
     async def index_live_rows(self, collection: str, column: str) -> str:
@@ -1563,11 +1553,6 @@ class SqliteStore(AuditLogStore):
 
 #: marks a state whose plain value must be decoded from its bytes
 _UNDECODED = object()
-#: list-valued fields: their columns hold JSON arrays
-_LIST_FIELDS = frozenset(
-    (c.name, f.name) for c in COLLECTIONS.values() for f in c.fields.values()
-    if typing.get_origin(typing.get_args(f.annotation)[0] if typing.get_args(f.annotation) else f.annotation) is list
-)
 
 
 class _Screen:
@@ -1638,25 +1623,6 @@ class _Screen:
         return undone
 
 
-def _where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
-    """A WHERE clause over schema field names: each of ``equals`` (a collection value
-    matches any member), and at least one of ``any_of`` not NULL."""
-    unknown = (set(equals) | set(any_of)) - set(spec.columns) - {"row_id"}
-    if unknown:
-        raise KeyError(f"{spec.name} has no field {sorted(unknown)[0]!r}")
-    clauses, params = [], []
-    for name, value in equals.items():
-        if isinstance(value, list | tuple | set | frozenset):
-            clauses.append(f"{name} IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(sorted(value)))
-        else:
-            clauses.append(f"{name} IS ?")
-            params.append(int(value) if isinstance(value, bool) else value)
-    if any_of:
-        clauses.append("(" + " OR ".join(f"{n} IS NOT NULL" for n in any_of) + ")")
-    return " AND ".join(clauses) or "1", params
-
-
 def _live_spec(collection: str, column: str | None) -> Any:
     """The spec of a collection with a tombstone, checking that it has ``column``."""
     spec = COLLECTIONS[collection]
@@ -1665,55 +1631,6 @@ def _live_spec(collection: str, column: str | None) -> Any:
     if column is not None and column not in spec.columns:
         raise KeyError(f"{collection} has no field {column!r}")
     return spec
-
-
-_json_decode = msgspec.json.decode  # the JSON arrays of set members: msgspec's decoder, several times the stdlib's speed
-
-
-def _conversions(columns: Iterable[Column]) -> tuple[tuple[str, bool], ...]:
-    """(name, holds JSON) of the columns whose stored form differs from their
-    value: JSON arrays (set members, lists) and booleans stored as integers."""
-    out = []
-    for c in columns:
-        if c.member is not None:
-            continue
-        if c.field.merge == "add_wins_set" or (c.field.collection, c.field.name) in _LIST_FIELDS:
-            out.append((c.name, True))
-        elif c.sql_type == "INTEGER" and isinstance(c.field.default, bool):
-            out.append((c.name, False))
-    return tuple(out)
-
-
-#: each collection's `_conversions` over all its columns, worked out once
-_CONVERTED = {name: _conversions(spec.columns.values()) for name, spec in COLLECTIONS.items()}
-
-
-@functools.lru_cache(maxsize=64)
-def _projection(collection: str, fields: tuple[str, ...] | None) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
-    """The columns to select (``row_id`` first) and their `_conversions`: every
-    column of ``collection``, or ``fields``; raises `KeyError` for a field it lacks."""
-    spec = COLLECTIONS[collection]
-    if fields is None:
-        return ("row_id", *spec.columns), _CONVERTED[collection]
-    wanted = [f for f in dict.fromkeys(fields) if f != "row_id"]
-    unknown = set(wanted) - set(spec.columns)
-    if unknown:
-        raise KeyError(f"{collection} has no field {sorted(unknown)[0]!r}")
-    return ("row_id", *wanted), _conversions(spec.columns[f] for f in wanted)
-
-
-def _materialize(converted: tuple[tuple[str, bool], ...], names: Iterable[str], row: Any) -> dict[str, Any]:
-    """A row as {column: plain value} (a Struct-valued field appears as its
-    members); ``converted``: the `_conversions` of its columns."""
-    out = dict(zip(names, row))
-    for name, is_json in converted:
-        value = out[name]
-        if is_json:
-            if value is not None:
-                out[name] = _json_decode(value)
-        else:
-            out[name] = bool(value)
-    return out
 
 
 async def _first(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> Any:
@@ -1727,6 +1644,8 @@ async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
         return dict(await cur.fetchall())
 
 
+#: how stale `SqliteStore.auth_mark` may be about another process's commits, in seconds
+FOREIGN_RECHECK_S = 0.25
 #: the collections a signed-in user's check and actor are derived from (`auth_mark`)
 _AUTH_COLLECTIONS = frozenset({"users", "campaigns"})
 

@@ -8,9 +8,11 @@ never a password, hash or token.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from sync.edits import Edit
+from sync.store.sqlite import FOREIGN_RECHECK_S
 from tests.auth.conftest import ADMIN, PASSWORD, Deployment, bearer, sign_in
 from tests.conftest import problem
 
@@ -147,7 +149,8 @@ def test_revoking_tokens_at_hq_reaches_the_branch_with_its_next_sync(deployment:
             refused(hq.get("/auth/me", headers=bearer(at_hq["access_token"])), 401, "unauthorized", "revoked")
             assert hq.get("/auth/me", headers=bearer(sign_in(hq)["access_token"])).status_code == 200
         assert branch.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 200  # not synced yet
-        asyncio.run(deployment.sync("branch-a"))
+        asyncio.run(deployment.sync("branch-a"))  # another process writes the branch's file
+        time.sleep(FOREIGN_RECHECK_S)
         refused(branch.get("/auth/me", headers=bearer(pair["access_token"])), 401, "unauthorized", "revoked")
         refused(branch.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401, "unauthorized",
                 "revoked")

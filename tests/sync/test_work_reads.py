@@ -12,6 +12,7 @@ import pytest
 from sync.edits import Edit
 from sync.hlc import Clock
 from sync.store.ddl import NO_DUE, OPEN_TASKS, WORK_ORDER
+from sync.store.snapshot import inline_reader, is_busy, read_in_transaction
 from sync.store.sqlite import SqliteStore
 
 T0 = 1_800_000_000_000
@@ -102,5 +103,31 @@ def test_a_store_made_before_the_index_gets_it_when_opened(tmp_path: Path) -> No
         with sqlite3.connect(tmp_path / "hq.db") as conn:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "tasks__open_work" in names
+
+    asyncio.run(go())
+
+
+def test_a_snapshot_the_file_lock_refuses_is_read_on_the_readers_thread(tmp_path: Path) -> None:
+    """A snapshot reads on the event loop's thread and never waits for a lock
+    there: refused for one (here a real SQLITE_BUSY: its connection is pointed
+    at a file another connection holds exclusively), it reads the same snapshot
+    on the store's reader thread instead, and the answer is the store's."""
+    async def go() -> None:
+        store = await _store(tmp_path / "hq.db")
+        locked = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        try:
+            await store.write_local([Edit("tasks", _id(1), "assignee", "set", "a1"),
+                                     Edit("tasks", _id(1), "status", "set", "open")])
+            locked.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+            store._inline = inline_reader(str(tmp_path / "locked.db"))  # noqa: SLF001 - the lock's stand-in
+            locked.execute("BEGIN EXCLUSIVE")
+            rows = await store.snapshot(lambda snap: (snap.high_seq(), snap.work_queue(limit=5, assignee="a1")))
+            assert rows[0] >= 1 and [r["row_id"] for r in rows[1]] == [_id(1)]
+            with pytest.raises(sqlite3.OperationalError) as refused:
+                read_in_transaction(store._inline, lambda snap: snap.high_seq())  # noqa: SLF001
+            assert is_busy(refused.value)
+        finally:
+            locked.close()
+            await store.close()
 
     asyncio.run(go())
