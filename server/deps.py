@@ -26,11 +26,14 @@ def _node(state: State) -> Node:
     return state.node  # type: ignore[no-any-return]
 
 
-async def _principal(request: Request[Any, Any, Any]) -> Principal:
+# Each takes ``node`` (unused) so that Litestar resolves it after the node, not
+# alongside: a batch of two or more dependencies is resolved in an anyio task
+# group per request, which cost more than the rest of a small handler.
+async def _principal(request: Request[Any, Any, Any], node: NodeDep) -> Principal:  # type: ignore[valid-type]  # noqa: ARG001
     return await principal_of(request)
 
 
-async def _actor(request: Request[Any, Any, Any]) -> Actor:
+async def _actor(request: Request[Any, Any, Any], node: NodeDep) -> Actor:  # type: ignore[valid-type]  # noqa: ARG001
     return await actor_of(request)
 
 

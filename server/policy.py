@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -326,13 +326,21 @@ def _admits(rule: str, collection: str, row: Mapping[str, Any], *, node: str, us
     return False
 
 
+#: how many (principal, collection) row filters a policy keeps
+_FILTERS_KEPT = 4096
+
+
+def _refuse(row: Mapping[str, Any]) -> bool:  # noqa: ARG001 - a row filter that admits nothing
+    return False
+
+
 # ---------------------------------------------------------------- the policy
 
 
 class Policy:
     """An access policy, validated. Immutable; see the module docstring."""
 
-    __slots__ = ("path", "node_rows", "_grants", "_visible", "_writable")
+    __slots__ = ("path", "node_rows", "_grants", "_visible", "_writable", "_filters")
 
     def __init__(self, grants: Mapping[str, RoleGrant], node_rows: Mapping[str, str], path: str = "") -> None:
         self.path = path
@@ -341,6 +349,8 @@ class Policy:
         self._grants = dict(grants)
         self._visible = {(r, c): g.at_least(c, "masked") for r, g in self._grants.items() for c in GOVERNED}
         self._writable = {(r, c): g.at_least(c, "write") for r, g in self._grants.items() for c in GOVERNED}
+        #: (principal, collection) -> its `row_filter`, for the principals seen lately
+        self._filters: dict[tuple[Principal, str], Callable[[Mapping[str, Any]], bool]] = {}
 
     def __repr__(self) -> str:
         return f"Policy({self.path or '<text>'}, roles={sorted(self._grants)})"
@@ -427,19 +437,34 @@ class Policy:
         """Whether ``principal`` may see ``row`` (a materialized row dict): its role
         exists at its kind of site, its site holds the row, and its role's row scope
         admits it."""
+        return self.row_filter(principal, collection)(row)
+
+    def row_filter(self, principal: Principal, collection: str) -> Callable[[Mapping[str, Any]], bool]:
+        """`admits_row` for one principal and collection, worked out once (and
+        remembered for the principals seen lately): for asking it of many rows."""
+        key = (principal, collection)
+        found = self._filters.get(key)
+        if found is None:
+            if len(self._filters) >= _FILTERS_KEPT:
+                self._filters.clear()
+            found = self._filters[key] = self._row_filter(principal, collection)
+        return found
+
+    def _row_filter(self, principal: Principal, collection: str) -> Callable[[Mapping[str, Any]], bool]:
         grant = self._grants.get(principal.role)
         if grant is None or principal.site_kind not in grant.sites or collection not in GOVERNED:
-            return False
+            return _refuse
         site_rule = self.node_rows.get(principal.site_kind)
         if site_rule is None or grant.rows is None:
-            return False
+            return _refuse
         me = frozenset({principal.user_id})
-        if not _admits(site_rule, collection, row, node=principal.site, users=me, campaigns=principal.campaigns):
-            return False
+        node, campaigns = principal.site, principal.campaigns
         if grant.rows in ("all", "site"):
-            return True
+            return lambda row: _admits(site_rule, collection, row, node=node, users=me, campaigns=campaigns)
         users = me | principal.team_members if grant.rows == "team" else me
-        return _admits(grant.rows, collection, row, node=principal.site, users=users, campaigns=principal.campaigns)
+        rows = grant.rows
+        return lambda row: (_admits(site_rule, collection, row, node=node, users=me, campaigns=campaigns)
+                            and _admits(rows, collection, row, node=node, users=users, campaigns=campaigns))
 
     def may_write(self, principal: Principal, collection: str, row: Mapping[str, Any], field: str) -> bool:
         """Whether ``principal`` may change ``field`` of ``row``."""
