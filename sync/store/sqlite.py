@@ -50,14 +50,7 @@ from sync.protocol import Incoming
 from sync.schema import COLLECTIONS, PARENTS, SCHEMA_VERSION, FieldSpec
 from sync.scope import PeerScope, RowFilter, parent_id
 from sync.store import ApplyReport, DeviceRecord, PurgeHook, LinkState, NodeRecord, Page, RefreshUse, SessionRecord
-from sync.store.ddl import (
-    PRIORITY,
-    PRIORITY_INDEXES,
-    WORK_INDEXES,
-    column_index,
-    column_value,
-    member_columns,
-)
+from sync.store.ddl import PRIORITY, PRIORITY_INDEXES, WORK_INDEXES, column_index, column_value, member_columns
 from sync.store.errors import (
     StoreBusyError,
     StoreExistsError,
@@ -99,8 +92,8 @@ _LOOKUP_CHUNK = 2_000
 _PRIORITY_CHUNK = 512
 #: the collections whose rows have children (`sync.schema.PARENTS`)
 _HAS_CHILDREN = frozenset(parent for parent, _ in PARENTS.values())
-#: a tombstone's canonical value when the row is deleted
 _T = TypeVar("_T")
+#: a tombstone's canonical value when the row is deleted
 _TRUE = msgspec.msgpack.encode(True)
 
 
