@@ -98,6 +98,7 @@ from server.node_process import NodeProcess  # noqa: E402
 from sync.edits import Edit  # noqa: E402
 from sync.hlc import Clock  # noqa: E402
 from sync.ids import new_ulid  # noqa: E402
+from sync.schema import OPEN_TASK_STATUSES  # noqa: E402
 from sync.store.sqlite import SqliteStore, wall_clock_ms  # noqa: E402
 
 SITE = "hq"
@@ -406,7 +407,7 @@ async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
                     task["campaign_id"] = rnd.choice(campaigns)
                 batch += [Edit("tasks", task_id, f, value=v) for f, v in task.items()]
                 seeded.tasks += 1
-                seeded.own_open_tasks += agent == team[0] and status in ("open", "assigned", "in_progress")
+                seeded.own_open_tasks += agent == team[0] and status in OPEN_TASK_STATUSES
             history = [now_ms - rnd.randrange(DAY_MS, 365 * DAY_MS) for _ in range(rnd.randint(0, HISTORY_MAX))]
             if rnd.random() < TODAY_SHARE:
                 history.append(now_ms - rnd.randrange(4 * 3_600_000))
@@ -630,8 +631,8 @@ async def run(args: argparse.Namespace) -> int:
             skipped = [t for t in targets if t.path != BARE_PATH and _shape(t.path) not in paths]
             targets = [t for t in targets if t not in skipped]
             print(f"work API under load: HQ holding {seeded.customers:,} customers x 10 sealed PII fields and "
-                  f"{seeded.tasks:,} tasks and {seeded.results:,} results; signed in as agent bench.agent00 (team {TEAM}: {TEAM_SIZE} of {AGENTS} "
-                  f"agents) with {len(seeded.own_customers)} customers and {seeded.own_open_tasks} open tasks; "
+                  f"{seeded.tasks:,} tasks and {seeded.results:,} results; signed in as agent bench.agent00 "
+                  f"(team {TEAM}: {TEAM_SIZE} of {AGENTS} agents) with {len(seeded.own_customers)} customers and {seeded.own_open_tasks} open tasks; "
                   f"{CONNECTIONS} connections from {args.clients} load-generator process(es); "
                   f"{args.rounds} round(s) of {args.warmup_s:g} s warm-up + {args.duration_s:g} s measured "
                   f"(setup {time.perf_counter() - setup_start:.0f} s)", flush=True)

@@ -41,7 +41,6 @@ from sync.store.sqlite import SqliteStore, wall_clock_ms
 
 log = logging.getLogger(__name__)
 
-#: task statuses still to be worked
 DB_FILE = "phone.db"
 KEYSTORE_FILE = "phone.keystore"
 PROFILE_FILE = "phone.json"

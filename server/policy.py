@@ -96,12 +96,6 @@ _OWNERS = {"customers": ("assigned_agent", "account_manager"), "tasks": ("assign
            "results": ("agent",)}
 #: an unassigned row (the team's queue) has no value here
 _QUEUE = {"customers": "assigned_agent", "tasks": "assignee", "results": "agent"}
-#: per collection, every field a row rule may read: a row read with only these
-#: (and what its reader needs) is admitted exactly as the whole row would be
-ADMISSION_FIELDS: dict[str, tuple[str, ...]] = {
-    c: tuple(sorted({f for table in (_HOME, _CAMPAIGNS, _OWNERS) for f in table.get(c, ())} | {_QUEUE[c]}))
-    for c in _QUEUE
-}
 _RULE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "all": {},
     "site": {},  # the site's own [node_rows] rule
@@ -109,6 +103,12 @@ _RULE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "campaigns": _CAMPAIGNS,
     "assigned": _OWNERS,
     "team": _OWNERS,
+}
+#: per collection, every field a row rule may read: a row read with only these
+#: (and what its reader needs) is admitted exactly as the whole row would be
+ADMISSION_FIELDS: dict[str, tuple[str, ...]] = {
+    c: tuple(sorted({f for table in _RULE_FIELDS.values() for f in table.get(c, ())} | {_QUEUE[c]}))
+    for c in _QUEUE
 }
 
 

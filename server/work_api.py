@@ -280,12 +280,12 @@ def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]], context: _Offe
     customers, campaigns, results = context
     calendar = node.calendar
     shown = _shown(node, actor, TASKS, TaskView)
-    task_in_scope, customer_in_scope = _row_filter(node, actor, TASKS), _row_filter(node, actor, CUSTOMERS)
+    task_seen, customer_seen = _row_filter(node, actor, TASKS), _row_filter(node, actor, CUSTOMERS)
     items: list[InboxItem] = []
     removed: list[str] = []
     for task in tasks:
         customer = customers.get(task["customer_id"] or "")
-        if customer is None or not task_in_scope(task) or not customer_in_scope(customer):
+        if customer is None or not task_seen(task) or not customer_seen(customer):
             removed.append(task["row_id"])
             continue
         refusal = offer_check(task, customer, campaigns.get(task["campaign_id"] or ""),

@@ -28,6 +28,7 @@ from sync.store import audit_rows
 from sync.store.locks import reads, writes
 from sync.store.snapshot import on_thread
 
+
 def _head(conn: sqlite3.Connection, node_id: str) -> tuple[int, bytes]:
     """(seq, hash) of ``node_id``'s last entry; read inside each transaction, as
     another process on the same file (``outpost sync``) may have appended."""
