@@ -165,6 +165,8 @@ class SqliteStore(AuditLogStore):
         #: the writer's ``data_version`` as last read, and when to read it again (`auth_mark`)
         self._foreign_version = 0
         self._foreign_recheck_at = 0.0
+        #: the reading under way, shared by the callers that find it due
+        self._foreign_read: asyncio.Future[int] | None = None
         #: `snapshot`'s connection, made on first use on the event loop's thread
         self._inline: sqlite3.Connection | None = None
         self._audit_init()
@@ -1174,15 +1176,25 @@ class SqliteStore(AuditLogStore):
         again at most every `FOREIGN_RECHECK_S`: each reading is a trip to the
         writer's thread, queued behind its commits and their fsyncs, which every
         request of a busy node would otherwise wait for. So another process's
-        commit is seen within that time. No lock (a pragma that reads, harmless
+        commit is seen within that time, and all the requests that find the
+        reading due share one trip. No lock (a pragma that reads, harmless
         inside another coroutine's transaction)."""
         generation = self.auth_generation
-        now = time.monotonic()
-        if now >= self._foreign_recheck_at:
+        if time.monotonic() < self._foreign_recheck_at:
+            return generation, self._foreign_version
+        if self._foreign_read is None:
+            self._foreign_read = asyncio.ensure_future(self._read_foreign_version())
+        # shielded: one caller's cancellation must not cancel the others' reading
+        return generation, await asyncio.shield(self._foreign_read)
+
+    async def _read_foreign_version(self) -> int:
+        try:
             (row,) = await self._w.execute_fetchall("PRAGMA data_version")
             self._foreign_version = int(row[0])
-            self._foreign_recheck_at = now + FOREIGN_RECHECK_S
-        return generation, self._foreign_version
+            self._foreign_recheck_at = time.monotonic() + FOREIGN_RECHECK_S
+            return self._foreign_version
+        finally:
+            self._foreign_read = None
 
     @_reads
     async def read_row(self, collection: str, row_id: str) -> dict[str, Any] | None:
