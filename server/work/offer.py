@@ -48,6 +48,8 @@ MINUTE_MS = 60_000
 #: refusals that mean the task is not offered at all (an inbox leaves it out),
 #: as against those that only mean "not yet"
 NOT_OFFERED = frozenset({"suppressed", "max_attempts", "closed"})
+#: longer than any local day (25 hours where clocks go back), with a margin
+_LONGEST_DAY_MS = 26 * 3_600_000
 #: the tag a suspended or vacant number leaves on the customer
 INVALID_NUMBER_TAG = "invalid_number"
 
@@ -139,11 +141,18 @@ def window_open_at(at_ms: int, window: tuple[int, int], tz: str | None, calendar
 def attempts_on_day(results: Iterable[Row], customer_id: str, at_ms: int, tz: str | None,
                     calendar: WorkCalendar) -> int:
     """The customer's call attempts (results with an outcome) on the local day of ``at_ms``."""
+    return _on_day(_attempts(results, customer_id), at_ms, tz, calendar)
+
+
+def _on_day(attempts: list[Row], at_ms: int, tz: str | None, calendar: WorkCalendar) -> int:
+    """How many of ``attempts`` were recorded on the local day of ``at_ms``; only
+    those within a day's length (25 hours at most, across a DST change) of it
+    can be, so only theirs are worked out."""
+    near = [r["recorded_at_ms"] for r in attempts if abs(r["recorded_at_ms"] - at_ms) < _LONGEST_DAY_MS]
+    if not near:
+        return 0
     day = calendar.day_key(at_ms, tz)
-    return sum(
-        1 for r in _attempts(results, customer_id)
-        if calendar.day_key(r["recorded_at_ms"], tz) == day
-    )
+    return sum(1 for at in near if calendar.day_key(at, tz) == day)
 
 
 def _attempts(results: Iterable[Row], customer_id: str) -> list[Row]:
@@ -199,16 +208,15 @@ def offer_check(task: Row, customer: Row, campaign: Row | None, results: Iterabl
     if int(task.get("attempts") or 0) >= max_attempts_of(task, campaign):
         return OfferRefusal(code="max_attempts", detail=f"{max_attempts_of(task, campaign)} attempts made")
     window = window_of(campaign)
-    customer_id = customer["row_id"]
-    if attempts_on_day(results, customer_id, now_ms, tz, calendar) >= daily_cap:
+    attempts = _attempts(results, customer["row_id"])
+    if _on_day(attempts, now_ms, tz, calendar) >= daily_cap:
         return _timed("daily_cap", f"{daily_cap} call attempts today", next_day_window(now_ms, window, tz, calendar),
                       task)
     earliest = now_ms
     due = task.get("due_at_ms")
     if due is not None and due > now_ms:
         earliest = due
-    last = max((r["recorded_at_ms"] for r in _attempts(results, customer_id) if r.get("task_id") == task_id),
-               default=None)
+    last = max((r["recorded_at_ms"] for r in attempts if r.get("task_id") == task_id), default=None)
     if last is not None:
         earliest = max(earliest, last + spacing_ms_of(task, campaign))
     if earliest > now_ms:
