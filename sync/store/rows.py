@@ -5,7 +5,6 @@ column's stored form back to its value). Pure functions of the schema."""
 from __future__ import annotations
 
 import functools
-import json
 import typing
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +20,10 @@ LIST_FIELDS = frozenset(
 )
 
 
+# the JSON arrays of set members and of IN lists: msgspec's codec, several times the stdlib's speed
+json_decode, json_encode = msgspec.json.decode, msgspec.json.encode
+
+
 def where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
     """A WHERE clause over schema field names: each of ``equals`` (a collection value
     matches any member), and at least one of ``any_of`` not NULL."""
@@ -31,7 +34,7 @@ def where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tu
     for name, value in equals.items():
         if isinstance(value, list | tuple | set | frozenset):
             clauses.append(f"{name} IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(sorted(value)))
+            params.append(json_encode(sorted(value)).decode())  # text: a BLOB would be read as JSONB
         else:
             clauses.append(f"{name} IS ?")
             params.append(int(value) if isinstance(value, bool) else value)
@@ -39,8 +42,6 @@ def where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tu
         clauses.append("(" + " OR ".join(f"{n} IS NOT NULL" for n in any_of) + ")")
     return " AND ".join(clauses) or "1", params
 
-
-json_decode = msgspec.json.decode  # the JSON arrays of set members: msgspec's decoder, several times the stdlib's speed
 
 
 def conversions(columns: Iterable[Column]) -> tuple[tuple[str, bool], ...]:
