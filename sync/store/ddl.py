@@ -153,10 +153,13 @@ OPEN_TASKS = f"deleted = 0 AND status IN ({', '.join(repr(s) for s in OPEN_TASK_
 WORK_ORDER = f"coalesce(due_at_ms, {NO_DUE}), priority DESC, row_id"
 #: Makes a user's work queue (`SqliteStore.work_queue`) a walk of one index in
 #: work order, as long as a page: the open tasks by assignee. Partial, so done
-#: and archived tasks, most of the table, cost it nothing. Idempotent, as
-#: `PRIORITY_INDEXES`.
+#: and archived tasks, most of the table, cost it nothing. And makes a
+#: customer's recent results (the offer check's: today's and within the retry
+#: spacing) a range of an index, not a read of the customer's whole call
+#: history. Idempotent, as `PRIORITY_INDEXES`.
 WORK_INDEXES: tuple[str, ...] = (
     f"CREATE INDEX IF NOT EXISTS tasks__open_work ON tasks (assignee, {WORK_ORDER}) WHERE {OPEN_TASKS}",
+    "CREATE INDEX IF NOT EXISTS results__customer_recorded ON results (customer_id, recorded_at_ms)",
 )
 
 

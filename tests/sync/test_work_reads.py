@@ -12,7 +12,7 @@ import pytest
 from sync.edits import Edit
 from sync.hlc import Clock
 from sync.store.ddl import NO_DUE, OPEN_TASKS, WORK_ORDER
-from sync.store.snapshot import inline_reader, is_busy, read_in_transaction
+from sync.store.snapshot import Snapshot, inline_reader, is_busy, read_in_transaction
 from sync.store.sqlite import SqliteStore
 
 T0 = 1_800_000_000_000
@@ -49,6 +49,14 @@ def test_find_rows_reads_the_fields_asked_for_and_values_at_least(tmp_path: Path
                 await store.find_rows("results", at_least={"colour": 1})
         finally:
             await store.close()
+        # a customer's recent results are a range of an index, not a read of their whole history
+        with sqlite3.connect(tmp_path / "hq.db") as conn:
+            statements: list[str] = []
+            conn.set_trace_callback(statements.append)
+            Snapshot(conn).find_rows("results", customer_id=[C], deleted=False, at_least={"recorded_at_ms": T0})
+            conn.set_trace_callback(None)
+            steps = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}")]
+        assert "SEARCH results USING INDEX results__customer_recorded (customer_id=? AND recorded_at_ms>?)" in steps
 
     asyncio.run(go())
 
@@ -98,11 +106,12 @@ def test_a_store_made_before_the_index_gets_it_when_opened(tmp_path: Path) -> No
         await (await _store(tmp_path / "hq.db")).close()
         with sqlite3.connect(tmp_path / "hq.db") as conn:
             conn.execute("DROP INDEX tasks__open_work")
+            conn.execute("DROP INDEX results__customer_recorded")
         store = await SqliteStore.open(tmp_path / "hq.db", node_id="hq", clock=Clock(lambda: T0, 60_000))
         await store.close()
         with sqlite3.connect(tmp_path / "hq.db") as conn:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "tasks__open_work" in names
+        assert {"tasks__open_work", "results__customer_recorded"} <= names
 
     asyncio.run(go())
 
