@@ -137,6 +137,13 @@ async def require_actor(connection: ASGIConnection, _: BaseRouteHandler) -> None
     await actor_of(connection)
 
 
+async def require_user_actor(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """Guard: `require_user` then `require_actor` in one (Litestar copies the
+    route handler for every guard it runs, a cost a hot route notices)."""
+    await principal_of(connection)
+    await actor_of(connection)
+
+
 async def require_operator(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
     """Guard: only the operator; a signed-in user gets 403 (`OperatorOnlyError`)."""
     actor = await actor_of(connection)

@@ -300,30 +300,45 @@ def _members(value: Any) -> tuple[Any, ...]:
         return ()
 
 
+RowTest = Callable[[Mapping[str, Any]], bool]
+
+
 def _admits(rule: str, collection: str, row: Mapping[str, Any], *, node: str, users: frozenset[str],
             campaigns: frozenset[str]) -> bool:
+    test = _rule_test(rule, collection, node=node, users=users, campaigns=campaigns)
+    return test is None or test(row)
+
+
+def _rule_test(rule: str, collection: str, *, node: str, users: frozenset[str],
+               campaigns: frozenset[str]) -> RowTest | None:
+    """Whether a row of ``collection`` is in ``rule``'s rows, as a test built
+    once for many rows; None for ``all``, which needs no test."""
     if collection in PARENTS:
         raise TypeError(f"a `{collection}` row is in scope exactly when its {PARENTS[collection][0]} row is: "
                         f"ask about that row")
     if rule == "all":
-        return True
+        return None
     if rule == "home":
-        return bool(row.get(_HOME[collection][0]) == node)
+        (home,) = _HOME[collection]
+        return lambda row: bool(row.get(home) == node)
     if rule == "campaigns":
         if collection == "customers":
-            return node in _members(row.get("partners"))
+            return lambda row: node in _members(row.get("partners"))
         if collection == "tasks":
-            campaign = row.get("campaign_id")
-            return isinstance(campaign, str) and campaign in campaigns
-        return bool(row.get("site") == node)
+            return lambda row: isinstance(campaign := row.get("campaign_id"), str) and campaign in campaigns
+        return lambda row: bool(row.get("site") == node)
     if rule in ("assigned", "team"):
-        for name in _OWNERS[collection]:
-            owner = row.get(name)
-            if isinstance(owner, str) and owner in users:
-                return True
-        queue = _QUEUE[collection]  # unassigned: the field is there, and empty
-        return rule == "team" and queue in row and row[queue] is None
-    return False
+        owners, queue, team = _OWNERS[collection], _QUEUE[collection], rule == "team"
+
+        def owned(row: Mapping[str, Any]) -> bool:
+            for name in owners:
+                owner = row.get(name)
+                if isinstance(owner, str) and owner in users:
+                    return True
+            return team and queue in row and row[queue] is None  # unassigned: the field is there, and empty
+
+        return owned
+    return _refuse
 
 
 #: how many (principal, collection) row filters a policy keeps
@@ -334,13 +349,17 @@ def _refuse(row: Mapping[str, Any]) -> bool:  # noqa: ARG001 - a row filter that
     return False
 
 
+def _everything(row: Mapping[str, Any]) -> bool:  # noqa: ARG001 - a row filter that admits every row
+    return True
+
+
 # ---------------------------------------------------------------- the policy
 
 
 class Policy:
     """An access policy, validated. Immutable; see the module docstring."""
 
-    __slots__ = ("path", "node_rows", "_grants", "_visible", "_writable", "_filters")
+    __slots__ = ("path", "node_rows", "_grants", "_visible", "_masked", "_writable", "_filters")
 
     def __init__(self, grants: Mapping[str, RoleGrant], node_rows: Mapping[str, str], path: str = "") -> None:
         self.path = path
@@ -348,6 +367,7 @@ class Policy:
         self.node_rows: dict[str, str] = dict(node_rows)
         self._grants = dict(grants)
         self._visible = {(r, c): g.at_least(c, "masked") for r, g in self._grants.items() for c in GOVERNED}
+        self._masked = {(r, c): v - g.at_least(c, "read") for (r, c), v in self._visible.items() for g in (self._grants[r],)}
         self._writable = {(r, c): g.at_least(c, "write") for r, g in self._grants.items() for c in GOVERNED}
         #: (principal, collection) -> its `row_filter`, for the principals seen lately
         self._filters: dict[tuple[Principal, str], Callable[[Mapping[str, Any]], bool]] = {}
@@ -386,8 +406,8 @@ class Policy:
         return self._visible.get((role, collection), frozenset())
 
     def masked_fields(self, role: str, collection: str) -> frozenset[str]:
-        grant = self._grants.get(role)
-        return frozenset() if grant is None else grant.at_least(collection, "masked") - grant.at_least(collection, "read")
+        """The fields ``role`` sees only masked."""
+        return self._masked.get((role, collection), frozenset())
 
     def writable_fields(self, role: str, collection: str) -> frozenset[str]:
         return self._writable.get((role, collection), frozenset())
@@ -439,7 +459,7 @@ class Policy:
         admits it."""
         return self.row_filter(principal, collection)(row)
 
-    def row_filter(self, principal: Principal, collection: str) -> Callable[[Mapping[str, Any]], bool]:
+    def row_filter(self, principal: Principal, collection: str) -> RowTest:
         """`admits_row` for one principal and collection, worked out once (and
         remembered for the principals seen lately): for asking it of many rows."""
         key = (principal, collection)
@@ -450,7 +470,7 @@ class Policy:
             found = self._filters[key] = self._row_filter(principal, collection)
         return found
 
-    def _row_filter(self, principal: Principal, collection: str) -> Callable[[Mapping[str, Any]], bool]:
+    def _row_filter(self, principal: Principal, collection: str) -> RowTest:
         grant = self._grants.get(principal.role)
         if grant is None or principal.site_kind not in grant.sites or collection not in GOVERNED:
             return _refuse
@@ -459,12 +479,13 @@ class Policy:
             return _refuse
         me = frozenset({principal.user_id})
         node, campaigns = principal.site, principal.campaigns
-        if grant.rows in ("all", "site"):
-            return lambda row: _admits(site_rule, collection, row, node=node, users=me, campaigns=campaigns)
-        users = me | principal.team_members if grant.rows == "team" else me
-        rows = grant.rows
-        return lambda row: (_admits(site_rule, collection, row, node=node, users=me, campaigns=campaigns)
-                            and _admits(rows, collection, row, node=node, users=users, campaigns=campaigns))
+        site_test = _rule_test(site_rule, collection, node=node, users=me, campaigns=campaigns)
+        own_test = None if grant.rows in ("all", "site") else _rule_test(
+            grant.rows, collection, node=node, users=me | principal.team_members if grant.rows == "team" else me,
+            campaigns=campaigns)
+        if site_test is None or own_test is None:
+            return site_test or own_test or _everything
+        return lambda row: site_test(row) and own_test(row)
 
     def may_write(self, principal: Principal, collection: str, row: Mapping[str, Any], field: str) -> bool:
         """Whether ``principal`` may change ``field`` of ``row``."""

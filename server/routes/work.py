@@ -21,7 +21,7 @@ from litestar.params import FromQuery, JSONBody, Parameter, QueryParameter
 
 from server import work_api
 from server.access import ReadPurpose
-from server.auth import note_access, require_actor, require_user
+from server.auth import note_access, require_actor, require_user_actor
 from server.deps import ActorDep, NodeDep
 from server.errors import problems
 from server.routes.consents import ConsentHistory, record_consent
@@ -58,7 +58,7 @@ class InboxController(Controller):
     path = "/work"
     tags = ["work"]
 
-    @get("/inbox", operation_id="GetInbox", responses=problems(400, 401, 403), name="work:inbox", guards=[require_user, require_actor],
+    @get("/inbox", operation_id="GetInbox", responses=problems(400, 401, 403), name="work:inbox", guards=[require_user_actor],
          security=USER_SECURITY)
     async def inbox(
         self, node: NodeDep, actor: ActorDep,  # type: ignore[valid-type]
