@@ -27,9 +27,9 @@ json_decode, json_encode = msgspec.json.decode, msgspec.json.encode
 def where(spec: Any, equals: dict[str, Any], any_of: tuple[str, ...] = ()) -> tuple[str, list[Any]]:
     """A WHERE clause over schema field names: each of ``equals`` (a collection value
     matches any member), and at least one of ``any_of`` not NULL."""
-    unknown = (set(equals) | set(any_of)) - set(spec.columns) - {"row_id"}
+    unknown = sorted(n for n in (*equals, *any_of) if n not in spec.columns and n != "row_id")
     if unknown:
-        raise KeyError(f"{spec.name} has no field {sorted(unknown)[0]!r}")
+        raise KeyError(f"{spec.name} has no field {unknown[0]!r}")
     clauses, params = [], []
     for name, value in equals.items():
         if isinstance(value, list | tuple | set | frozenset):
