@@ -44,6 +44,7 @@ TOKEN_ENV = "OUTPOST_ADMIN_TOKEN"
 _PRINCIPAL = "outpost.principal"
 _ACTOR = "outpost.actor"
 _NOTE = "outpost.access_note"
+_BEARER = "outpost.bearer"
 #: the statuses of a refusal that gets an audit entry: not signed in, not allowed,
 #: not in scope, a state change that cannot happen, a rule that refuses the change
 #: (a missing consent), too many; a malformed request (400) changed nothing and
@@ -60,9 +61,12 @@ def admin_token() -> str | None:
 
 
 def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """The bearer token of a request, if it has one."""
-    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
-    return (presented.strip() or None) if scheme.lower() == "bearer" else None
+    """The bearer token of a request, if it has one (read from the headers once per request)."""
+    scope: dict[str, Any] = connection.scope  # type: ignore[assignment]
+    if _BEARER not in scope:
+        scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
+        scope[_BEARER] = (presented.strip() or None) if scheme.lower() == "bearer" else None
+    return scope[_BEARER]  # type: ignore[no-any-return]
 
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -123,11 +127,8 @@ async def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
         else:
             node = connection.app.state.node
             principal = await principal_of(connection)
-            token = bearer(connection) or ""
-            cached = node.auth.remembered(token, principal)
-            if cached is None:  # its team is read again only when the principal was checked again
-                cached = await user_actor(node.config, node.store, principal)
-                node.auth.remember(token, principal, cached)
+            cached = await node.auth.derive(bearer(connection) or "", principal,
+                                            lambda: user_actor(node.config, node.store, principal))
         connection.scope[_ACTOR] = cached  # type: ignore[literal-required]
     return cached  # type: ignore[no-any-return]
 

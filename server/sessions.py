@@ -39,7 +39,7 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
@@ -48,6 +48,7 @@ from crypto.keystore import Keystore
 from server.config import SiteConfig
 from server.passwords import PasswordCheck
 from server.rate_limit import FailureLimit
+from server.single_flight import SingleFlight
 from server.tokens import AccessClaims, TokenError, sign_access_token, token_key_id, verify_access_token
 from sync.ids import new_ulid
 from sync.schema import Role
@@ -274,6 +275,10 @@ class Authenticator:
         self._checked: dict[str, tuple[tuple[int, int], Principal, int]] = {}
         #: access token -> (the principal, what else the edge derived from it): see `remembered`
         self._derived: dict[str, tuple[Principal, Any]] = {}
+        #: the checks under way, shared by the requests that present the same token meanwhile
+        self._checks: SingleFlight[Principal] = SingleFlight()
+        #: the derivations under way (`derive`), likewise
+        self._derivations: SingleFlight[Any] = SingleFlight()
 
     # ------------------------------------------------------------ sign-in
 
@@ -402,6 +407,9 @@ class Authenticator:
             if checked[0] == mark and self.now_ms() // 1000 < checked[2]:
                 return checked[1]
             del self._checked[token]
+        return await self._checks.run((token, mark), lambda: self._check(token, mark))
+
+    async def _check(self, token: str, mark: tuple[int, int]) -> Principal:
         try:
             issuer, version = token_key_id(token)
             public_key = await self._key_for(issuer, version)
@@ -426,14 +434,21 @@ class Authenticator:
         self._checked[token] = (mark, principal, claims.exp)
         return principal
 
-    def remembered(self, token: str, principal: Principal) -> Any:
-        """What was derived from ``principal`` (its actor, with its team) when
-        `authenticate` last returned this very object for ``token``, else None."""
+    async def derive(self, token: str, principal: Principal, make: Callable[[], Awaitable[Any]]) -> Any:
+        """What the edge derives from ``principal`` (its actor, with its team):
+        made once for each principal `authenticate` returns for ``token`` (so
+        again only when the token was checked again), by one of the requests
+        that ask for it meanwhile."""
         derived = self._derived.get(token)
-        return derived[1] if derived is not None and derived[0] is principal else None
+        if derived is not None and derived[0] is principal:
+            return derived[1]
 
-    def remember(self, token: str, principal: Principal, derived: Any) -> None:
-        self._derived[token] = (principal, derived)
+        async def made() -> Any:
+            value = await make()
+            self._derived[token] = (principal, value)
+            return value
+
+        return await self._derivations.run((token, principal), made)
 
     async def _key_for(self, issuer: str, version: int) -> bytes:
         if issuer == self.node_id:

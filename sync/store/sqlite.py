@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import heapq
 import json
+import math
 import os
 import sqlite3
 import time
@@ -162,10 +163,10 @@ class SqliteStore(AuditLogStore):
         #: moves on after every commit here that changed a user or campaign row (a
         #: team, a partner's contract), a session or a node's keys (see `auth_mark`)
         self.auth_generation = 0
-        #: the writer's ``data_version`` as last read, and when to read it again (`auth_mark`)
+        #: the writer's ``data_version`` as last read, when that reading began
+        #: (`time.monotonic`), and the reading under way (`auth_mark`)
         self._foreign_version = 0
-        self._foreign_recheck_at = 0.0
-        #: the reading under way, shared by the callers that find it due
+        self._foreign_read_at = -math.inf
         self._foreign_read: asyncio.Future[int] | None = None
         #: `snapshot`'s connection, made on first use on the event loop's thread
         self._inline: sqlite3.Connection | None = None
@@ -1172,26 +1173,34 @@ class SqliteStore(AuditLogStore):
         same while no user or campaign row, session or node key changed here (this
         node's own commits count `auth_generation` up, at once) and no other
         process committed to the file (SQLite's ``data_version`` on the writer
-        moves only for other connections' commits). ``data_version`` is read
-        again at most every `FOREIGN_RECHECK_S`: each reading is a trip to the
-        writer's thread, queued behind its commits and their fsyncs, which every
-        request of a busy node would otherwise wait for. So another process's
-        commit is seen within that time, and all the requests that find the
-        reading due share one trip. No lock (a pragma that reads, harmless
-        inside another coroutine's transaction)."""
+        moves only for other connections' commits).
+
+        ``data_version`` is not read on every call: each reading is a trip to
+        the writer's thread, and a request that awaits one goes to the back of a
+        busy event loop's queue (at saturation, hundreds of milliseconds). So a
+        call that finds the last reading older than `FOREIGN_REFRESH_S` starts
+        the next one in the background and answers from the last; only a reading
+        older than `FOREIGN_STALE_S` is waited for (a node idle that long), and
+        the callers that find it so share one trip. Another process's commit is
+        therefore seen by every check that starts `FOREIGN_STALE_S` after it.
+        No lock (a pragma that reads, harmless inside another coroutine's
+        transaction)."""
         generation = self.auth_generation
-        if time.monotonic() < self._foreign_recheck_at:
-            return generation, self._foreign_version
-        if self._foreign_read is None:
+        age = time.monotonic() - self._foreign_read_at
+        if age >= FOREIGN_REFRESH_S and self._foreign_read is None:
             self._foreign_read = asyncio.ensure_future(self._read_foreign_version())
+            self._foreign_read.add_done_callback(_retrieved)  # a failed background reading is tried again
+        if age < FOREIGN_STALE_S:
+            return generation, self._foreign_version
+        assert self._foreign_read is not None  # started above, if not before
         # shielded: one caller's cancellation must not cancel the others' reading
         return generation, await asyncio.shield(self._foreign_read)
 
     async def _read_foreign_version(self) -> int:
+        started = time.monotonic()
         try:
             (row,) = await self._w.execute_fetchall("PRAGMA data_version")
-            self._foreign_version = int(row[0])
-            self._foreign_recheck_at = time.monotonic() + FOREIGN_RECHECK_S
+            self._foreign_version, self._foreign_read_at = int(row[0]), started
             return self._foreign_version
         finally:
             self._foreign_read = None
@@ -1644,13 +1653,22 @@ async def _first(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> Any:
     return next(iter(await conn.execute_fetchall(sql, params)), None)
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a background future's exception as seen (whoever awaits it gets it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
     async with conn.execute("SELECT key, value FROM meta") as cur:
         return dict(await cur.fetchall())
 
 
-#: how stale `SqliteStore.auth_mark` may be about another process's commits, in seconds
-FOREIGN_RECHECK_S = 0.25
+#: `SqliteStore.auth_mark` reads another process's commits again in the background
+#: when its last reading is this old, in seconds ...
+FOREIGN_REFRESH_S = 0.25
+#: ... and waits for a new reading when its last is this old: the most it is behind
+FOREIGN_STALE_S = 1.0
 #: the collections a signed-in user's check and actor are derived from (`auth_mark`)
 _AUTH_COLLECTIONS = frozenset({"users", "campaigns"})
 

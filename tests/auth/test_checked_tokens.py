@@ -1,7 +1,7 @@
 """A checked access token is not checked again while nothing it was checked
 against changed; any change does make it checked again: here a revocation
 written into the node's file by another process, which the node's own
-bookkeeping never saw: seen within `FOREIGN_RECHECK_S`."""
+bookkeeping never saw: seen within `FOREIGN_STALE_S`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import time
 
 from sync.edits import Edit
-from sync.store.sqlite import FOREIGN_RECHECK_S
+from sync.store.sqlite import FOREIGN_STALE_S
 from tests.auth.conftest import Deployment, bearer, sign_in
 from tests.auth.test_sign_in import refused
 
@@ -32,5 +32,5 @@ def test_a_change_made_by_another_process_ends_a_checked_token(deployment: Deplo
                 await store.close()
 
         asyncio.run(revoke_behind_its_back())
-        time.sleep(FOREIGN_RECHECK_S)
+        time.sleep(FOREIGN_STALE_S)
         refused(hq.get("/auth/me", headers=token), 401, "unauthorized", "revoked")

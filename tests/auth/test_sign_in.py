@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from sync.edits import Edit
-from sync.store.sqlite import FOREIGN_RECHECK_S
+from sync.store.sqlite import FOREIGN_STALE_S
 from tests.auth.conftest import ADMIN, PASSWORD, Deployment, bearer, sign_in
 from tests.conftest import problem
 
@@ -150,7 +150,7 @@ def test_revoking_tokens_at_hq_reaches_the_branch_with_its_next_sync(deployment:
             assert hq.get("/auth/me", headers=bearer(sign_in(hq)["access_token"])).status_code == 200
         assert branch.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 200  # not synced yet
         asyncio.run(deployment.sync("branch-a"))  # another process writes the branch's file
-        time.sleep(FOREIGN_RECHECK_S)
+        time.sleep(FOREIGN_STALE_S)
         refused(branch.get("/auth/me", headers=bearer(pair["access_token"])), 401, "unauthorized", "revoked")
         refused(branch.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401, "unauthorized",
                 "revoked")
