@@ -1180,8 +1180,10 @@ class SqliteStore(AuditLogStore):
         busy event loop's queue (at saturation, hundreds of milliseconds). So a
         call that finds the last reading older than `FOREIGN_REFRESH_S` starts
         the next one in the background and answers from the last; only a reading
-        older than `FOREIGN_STALE_S` is waited for (a node idle that long), and
-        the callers that find it so share one trip. Another process's commit is
+        older than `FOREIGN_STALE_S` is waited for (a node idle that long; at
+        saturation a background reading itself takes 0.2-0.3 s to come back
+        through the queue, so that bound is well above the refresh's), and the
+        callers that find it so share one trip. Another process's commit is
         therefore seen by every check that starts `FOREIGN_STALE_S` after it.
         No lock (a pragma that reads, harmless inside another coroutine's
         transaction)."""
@@ -1668,7 +1670,7 @@ async def _read_meta(conn: aiosqlite.Connection) -> dict[str, Any]:
 #: when its last reading is this old, in seconds ...
 FOREIGN_REFRESH_S = 0.25
 #: ... and waits for a new reading when its last is this old: the most it is behind
-FOREIGN_STALE_S = 1.0
+FOREIGN_STALE_S = 2.0
 #: the collections a signed-in user's check and actor are derived from (`auth_mark`)
 _AUTH_COLLECTIONS = frozenset({"users", "campaigns"})
 
