@@ -367,10 +367,10 @@ class Policy:
         self.node_rows: dict[str, str] = dict(node_rows)
         self._grants = dict(grants)
         self._visible = {(r, c): g.at_least(c, "masked") for r, g in self._grants.items() for c in GOVERNED}
-        self._masked = {(r, c): v - g.at_least(c, "read") for (r, c), v in self._visible.items() for g in (self._grants[r],)}
+        self._masked = {(r, c): seen - self._grants[r].at_least(c, "read") for (r, c), seen in self._visible.items()}
         self._writable = {(r, c): g.at_least(c, "write") for r, g in self._grants.items() for c in GOVERNED}
         #: (principal, collection) -> its `row_filter`, for the principals seen lately
-        self._filters: dict[tuple[Principal, str], Callable[[Mapping[str, Any]], bool]] = {}
+        self._filters: dict[tuple[Principal, str], RowTest] = {}
 
     def __repr__(self) -> str:
         return f"Policy({self.path or '<text>'}, roles={sorted(self._grants)})"

@@ -273,7 +273,7 @@ class Authenticator:
         #: expiry in Unix s): a token is checked again only once something it was
         #: checked against may have changed (`SqliteStore.auth_mark`), or it expired
         self._checked: dict[str, tuple[tuple[int, int], Principal, int]] = {}
-        #: access token -> (the principal, what else the edge derived from it): see `remembered`
+        #: access token -> (the principal, what else the edge derived from it): see `derive`
         self._derived: dict[str, tuple[Principal, Any]] = {}
         #: the checks under way, shared by the requests that present the same token meanwhile
         self._checks: SingleFlight[Principal] = SingleFlight()
