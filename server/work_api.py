@@ -63,8 +63,8 @@ from sync.store.snapshot import Snapshot
 from sync.store.sqlite import wall_clock_ms
 
 TASKS, RESULTS = "tasks", "results"
-#: results shown on a card
-HISTORY = 20
+#: results shown on a card, the first page read to find them, and how many are looked at at most
+HISTORY, HISTORY_PAGE, HISTORY_SCAN = 20, 50, 10_000
 #: the customer fields an inbox reads: the offer check's, the item's, admission's
 INBOX_CUSTOMER_FIELDS = (*CUSTOMER_FIELDS, "star_level", "segment", *ADMISSION_FIELDS[CUSTOMERS])
 #: a callback this far ahead at most
@@ -311,6 +311,8 @@ async def card(node: Node, actor: Actor, customer_id: str, purpose: str | None) 
     the caller may see; one audit entry naming the fields shown. The rows are
     read from one snapshot of the store."""
 
+    result_seen = _row_filter(node, actor, RESULTS)
+
     def read(snap: Snapshot) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]],
                                       list[dict[str, Any]]] | None:
         row = snap.read_row(CUSTOMERS, customer_id)
@@ -318,26 +320,42 @@ async def card(node: Node, actor: Actor, customer_id: str, purpose: str | None) 
             return None
         return (row, data_key_records_in(snap, customer_id),
                 snap.find_rows(TASKS, limit=1_000, customer_id=customer_id, deleted=False),
-                snap.find_rows(RESULTS, limit=10_000, customer_id=customer_id, deleted=False))
+                _latest_results(snap, customer_id, result_seen))
 
     found = await node.store.snapshot(read)
     if found is None:
         raise NotFoundError(CUSTOMERS, customer_id)
-    row, records, task_rows, result_rows = found
+    row, records, task_rows, results = found
     if not admits(node.policy, actor, row):
         raise OutOfScopeError(CUSTOMERS, customer_id)
     seen = project_customer(node.policy, actor, row, await node.keyring.open_customer(row, records))
     tasks = [t for t in task_rows if t["status"] in OPEN_TASK_STATUSES and _admits(node, actor, TASKS, t)]
     tasks.sort(key=lambda t: (t["due_at_ms"] if t["due_at_ms"] is not None else NO_DUE, -t["priority"], t["row_id"]))
-    results = [r for r in result_rows if _admits(node, actor, RESULTS, r)]
-    results.sort(key=lambda r: (r["recorded_at_ms"] or 0, r["row_id"]), reverse=True)
     if seen.shown or seen.masked:
         await node.audit.record(actor, "read", row_id=customer_id, shown=seen.shown, masked=seen.masked,
                                 purpose=purpose)
     task_shown = _shown(node, actor, TASKS, TaskView)
     result_shown = _shown(node, actor, RESULTS, ResultView)
     return CustomerCard(customer=seen.view, open_tasks=[_task_view(node, actor, t, task_shown) for t in tasks],
-                        history=[_view(node, actor, RESULTS, ResultView, r, result_shown) for r in results[:HISTORY]])
+                        history=[_view(node, actor, RESULTS, ResultView, r, result_shown) for r in results])
+
+
+def _latest_results(snap: Snapshot, customer_id: str,
+                    seen: Callable[[Mapping[str, Any]], bool]) -> list[dict[str, Any]]:
+    """The customer's latest `HISTORY` live results the caller may see, newest
+    first: read in growing pages (each a sort of the customer's results in
+    SQLite), not the customer's whole history, and from the newest
+    `HISTORY_SCAN` at most (a snapshot's reads must stay bounded)."""
+    out: list[dict[str, Any]] = []
+    offset, size = 0, HISTORY_PAGE
+    while offset < HISTORY_SCAN:
+        page = snap.newest_rows(RESULTS, "recorded_at_ms", limit=min(size, HISTORY_SCAN - offset), offset=offset,
+                                customer_id=customer_id, deleted=False)
+        out += [r for r in page if seen(r)]
+        if len(out) >= HISTORY or len(page) < size:
+            break
+        offset, size = offset + size, size * 4
+    return out[:HISTORY]
 
 
 # ---------------------------------------------------------------- results and calls

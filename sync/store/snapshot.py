@@ -103,6 +103,24 @@ class Snapshot:
         ).fetchall()
         return [materialize(converted, names, r) for r in rows]
 
+    def newest_rows(
+        self, collection: str, time_field: str, *, limit: int, offset: int = 0, **equals: Any,
+    ) -> list[dict[str, Any]]:
+        """Materialized rows matching ``equals`` (as in `find_rows`), newest
+        ``time_field`` first (none as 0, so last), then row id descending;
+        paged by ``offset`` (a snapshot's pages are of one state). Sorted in
+        SQLite, so only a page of a long history reaches Python."""
+        spec = COLLECTIONS[collection]
+        if time_field not in spec.columns:
+            raise KeyError(f"{collection} has no field {time_field!r}")
+        names, converted = projection(collection, None)
+        clause, params = where(spec, equals)
+        rows = self._conn.execute(
+            f"SELECT {', '.join(names)} FROM {spec.name} WHERE {clause} "
+            f"ORDER BY coalesce({time_field}, 0) DESC, row_id DESC LIMIT ? OFFSET ?", (*params, limit, offset),
+        ).fetchall()
+        return [materialize(converted, names, r) for r in rows]
+
     def rows_after(
         self, collection: str, after_seq: int, *, limit: int = 1_000, any_of: tuple[str, ...] = (), **equals: Any
     ) -> list[tuple[int, dict[str, Any]]]:

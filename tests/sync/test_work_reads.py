@@ -140,3 +140,30 @@ def test_a_snapshot_the_file_lock_refuses_is_read_on_the_readers_thread(tmp_path
             await store.close()
 
     asyncio.run(go())
+
+
+def test_newest_rows_come_newest_first_undated_last_and_page_by_offset(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await _store(tmp_path / "hq.db")
+        try:
+            times = [T0 + 5, None, T0 + 9, T0 + 1, T0 + 9, None]  # ids 0-5; ties broken by row id, descending
+            await store.write_local([
+                *[Edit("results", _id(i), "customer_id", "set", C) for i in range(len(times))],
+                *[Edit("results", _id(i), "recorded_at_ms", "set", at) for i, at in enumerate(times) if at is not None],
+                Edit("results", _id(7), "customer_id", "set", _id(99)),  # another customer's
+                Edit("results", _id(8), "customer_id", "set", C), Edit("results", _id(8), "deleted", "set", True),
+            ])
+            expected = [_id(4), _id(2), _id(0), _id(3), _id(5), _id(1)]
+
+            def newest(snap: Snapshot, offset: int) -> list[str]:
+                return [r["row_id"] for r in snap.newest_rows("results", "recorded_at_ms", limit=4, offset=offset,
+                                                              customer_id=C, deleted=False)]
+
+            assert await store.snapshot(lambda snap: newest(snap, 0)) == expected[:4]
+            assert await store.snapshot(lambda snap: newest(snap, 4)) == expected[4:]
+            with pytest.raises(KeyError, match="no field 'colour'"):
+                await store.snapshot(lambda snap: snap.newest_rows("results", "colour", limit=1))
+        finally:
+            await store.close()
+
+    asyncio.run(go())
