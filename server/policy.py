@@ -45,6 +45,7 @@ state: a `Policy` is immutable.
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -268,8 +269,8 @@ class NodeScope(msgspec.Struct, frozen=True, kw_only=True):
         """Whether the node may hold ``row`` (a materialized row dict)."""
         if self.rows is None or collection not in GOVERNED:
             return False
-        users = frozenset() if self.user is None else frozenset({self.user})
-        return _admits(self.rows, collection, row, node=self.node, users=users, campaigns=self.campaigns)
+        test = _node_rule_test(self.rows, collection, self.node, self.user, self.campaigns)
+        return test is None or test(row)
 
     def may_write(self, collection: str, row: Mapping[str, Any], field: str) -> bool:
         """Whether a change to ``field`` of ``row`` from this node may be merged
@@ -303,10 +304,12 @@ def _members(value: Any) -> tuple[Any, ...]:
 RowTest = Callable[[Mapping[str, Any]], bool]
 
 
-def _admits(rule: str, collection: str, row: Mapping[str, Any], *, node: str, users: frozenset[str],
-            campaigns: frozenset[str]) -> bool:
-    test = _rule_test(rule, collection, node=node, users=users, campaigns=campaigns)
-    return test is None or test(row)
+@functools.lru_cache(maxsize=1024)
+def _node_rule_test(rule: str, collection: str, node: str, user: str | None,
+                    campaigns: frozenset[str]) -> RowTest | None:
+    """`_rule_test` for a node's scope, remembered: sync asks it of every row."""
+    users = frozenset() if user is None else frozenset({user})
+    return _rule_test(rule, collection, node=node, users=users, campaigns=campaigns)
 
 
 def _rule_test(rule: str, collection: str, *, node: str, users: frozenset[str],
