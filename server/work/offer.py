@@ -23,7 +23,7 @@ Checks, in order:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 import msgspec
@@ -73,23 +73,22 @@ class OfferRefusal(msgspec.Struct, frozen=True, kw_only=True):
     retry_at_ms: int | None = None
 
 
-def blocks(suppression: Iterable[str], tags: Iterable[str], kind: str) -> str | None:
+def blocks(suppression: Collection[str], tags: Collection[str], kind: str) -> str | None:
     """The suppression reason that stops a task of ``kind``, or None.
 
     ``blacklist``: everything but the customer's own complaint ticket;
     ``do_not_call`` and an invalid number: every call but complaint work
     (a ``visit`` is no call); ``refused_marketing``: marketing kinds
     (`MARKETING_KINDS`)."""
-    reasons = set(suppression)
-    if "blacklist" in reasons and kind != "complaint":
+    if "blacklist" in suppression and kind != "complaint":
         return "blacklist"
     if kind in SERVICE_KINDS or kind == "visit":
         return None
-    if "do_not_call" in reasons:
+    if "do_not_call" in suppression:
         return "do_not_call"
-    if INVALID_NUMBER_TAG in set(tags):
+    if INVALID_NUMBER_TAG in tags:
         return INVALID_NUMBER_TAG
-    if "refused_marketing" in reasons and kind in MARKETING_KINDS:
+    if "refused_marketing" in suppression and kind in MARKETING_KINDS:
         return "refused_marketing"
     return None
 
@@ -187,7 +186,6 @@ def offer_check(task: Row, customer: Row, campaign: Row | None, results: Iterabl
     """None when ``task`` may be offered (or its call placed) at ``now_ms``, else
     why not (see the module docstring). ``results``: the customer's results; the
     check picks today's and this task's."""
-    results = list(results)
     task_id = task.get("row_id")
     kind = task.get("kind") or "care"
     tz = customer.get("tz")
@@ -209,16 +207,17 @@ def offer_check(task: Row, customer: Row, campaign: Row | None, results: Iterabl
         return OfferRefusal(code="max_attempts", detail=f"{max_attempts_of(task, campaign)} attempts made")
     window = window_of(campaign)
     attempts = _attempts(results, customer["row_id"])
-    if _on_day(attempts, now_ms, tz, calendar) >= daily_cap:
+    if attempts and _on_day(attempts, now_ms, tz, calendar) >= daily_cap:
         return _timed("daily_cap", f"{daily_cap} call attempts today", next_day_window(now_ms, window, tz, calendar),
                       task)
     earliest = now_ms
     due = task.get("due_at_ms")
     if due is not None and due > now_ms:
         earliest = due
-    last = max((r["recorded_at_ms"] for r in attempts if r.get("task_id") == task_id), default=None)
-    if last is not None:
-        earliest = max(earliest, last + spacing_ms_of(task, campaign))
+    if attempts:
+        last = max((r["recorded_at_ms"] for r in attempts if r.get("task_id") == task_id), default=None)
+        if last is not None:
+            earliest = max(earliest, last + spacing_ms_of(task, campaign))
     if earliest > now_ms:
         return _timed("too_soon", "retry spacing or due time not reached",
                       window_open_at(earliest, window, tz, calendar), task)
