@@ -76,7 +76,8 @@ CALLBACK_HORIZON_MS = 90 * DAY_MS
 
 
 def _shown(node: Node, actor: Actor, collection: str, view: type[msgspec.Struct]) -> tuple[str, ...] | None:
-    """The fields of ``view`` the caller's role sees, worked out once per request;
+    """The fields of ``view`` the caller's role sees, worked out once per request
+    (the view's own field tuple when it sees them all: `_view` tells by identity);
     None when the policy masks some (then each row goes through `Policy.view`)."""
     names = view.__struct_fields__
     if actor.user is None:
