@@ -41,8 +41,11 @@ def _local(at_ms: int, zone: ZoneInfo) -> datetime:
 
 
 def to_ms(at: datetime) -> int:
-    """Unix milliseconds of an aware datetime (exact: no float on the way)."""
-    return (at - _EPOCH) // timedelta(milliseconds=1)
+    """Unix milliseconds of an aware datetime, rounded down (exact: no float on
+    the way). From the difference's parts: dividing it by a timedelta costs
+    three times as much, and an inbox page asks this of its tasks' next windows."""
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 class WorkCalendar(msgspec.Struct, frozen=True, kw_only=True):

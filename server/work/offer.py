@@ -24,6 +24,7 @@ Checks, in order:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from datetime import timedelta
 from typing import Literal
 
 import msgspec
@@ -50,6 +51,7 @@ MINUTE_MS = 60_000
 NOT_OFFERED = frozenset({"suppressed", "max_attempts", "closed"})
 #: longer than any local day (25 hours where clocks go back), with a margin
 _LONGEST_DAY_MS = 26 * 3_600_000
+_ONE_DAY = timedelta(days=1)
 #: the tag a suspended or vacant number leaves on the customer
 INVALID_NUMBER_TAG = "invalid_number"
 
@@ -115,7 +117,10 @@ def spacing_ms_of(task: Row, campaign: Row | None) -> int:
 
 def in_window(at_ms: int, window: tuple[int, int], tz: str | None, calendar: WorkCalendar) -> bool:
     local = calendar.local(at_ms, tz)
-    minute = local.hour * 60 + local.minute
+    return _minute_in(local.hour * 60 + local.minute, window)
+
+
+def _minute_in(minute: int, window: tuple[int, int]) -> bool:
     start, end = window
     if start == end:
         return True  # no restriction
@@ -126,15 +131,15 @@ def in_window(at_ms: int, window: tuple[int, int], tz: str | None, calendar: Wor
 
 def window_open_at(at_ms: int, window: tuple[int, int], tz: str | None, calendar: WorkCalendar) -> int:
     """The first instant at or after ``at_ms`` inside the window."""
-    if in_window(at_ms, window, tz, calendar):
+    local = calendar.local(at_ms, tz)
+    if _minute_in(local.hour * 60 + local.minute, window):
         return at_ms
     start = window[0]
-    day = calendar.local(at_ms, tz).date()
+    day = local.date()
     today = calendar.at_local(day, start // 60, start % 60, tz)
     if today > at_ms:
         return today
-    return calendar.at_local(calendar.local(calendar.start_of_day(at_ms, tz) + DAY_MS + 3_600_000, tz).date(),
-                             start // 60, start % 60, tz)
+    return calendar.at_local(day + _ONE_DAY, start // 60, start % 60, tz)
 
 
 def attempts_on_day(results: Iterable[Row], customer_id: str, at_ms: int, tz: str | None,
@@ -155,6 +160,8 @@ def _on_day(attempts: list[Row], at_ms: int, tz: str | None, calendar: WorkCalen
 
 
 def _attempts(results: Iterable[Row], customer_id: str) -> list[Row]:
+    if not results:
+        return []  # most customers: no recent result
     seen: set[str] = set()
     out = []
     for r in results:
@@ -177,8 +184,7 @@ def results_since(now_ms: int, spacings_ms: Iterable[int]) -> int:
 
 def next_day_window(at_ms: int, window: tuple[int, int], tz: str | None, calendar: WorkCalendar) -> int:
     """The window's opening on the local day after ``at_ms``'s."""
-    tomorrow = calendar.local(calendar.start_of_day(at_ms, tz) + DAY_MS + 3_600_000, tz).date()
-    return calendar.at_local(tomorrow, window[0] // 60, window[0] % 60, tz)
+    return calendar.at_local(calendar.local(at_ms, tz).date() + _ONE_DAY, window[0] // 60, window[0] % 60, tz)
 
 
 def offer_check(task: Row, customer: Row, campaign: Row | None, results: Iterable[Row], *, now_ms: int,
