@@ -288,26 +288,34 @@ def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]], context: _Offe
     customers, campaigns, results = context
     calendar = node.calendar
     shown = _shown(node, actor, TASKS, TaskView)
+    # the rows of one read have one set of fields: when the first is a whole task shown whole, every one is
+    whole = shown is TaskView.__struct_fields__ and bool(tasks) and tasks[0].keys() == _field_set(TaskView)
     task_seen, customer_seen = _row_filter(node, actor, TASKS), _row_filter(node, actor, CUSTOMERS)
+    #: each customer's item part, or None when the caller may not see the customer (a page has repeats)
+    shown_customers: dict[str, InboxCustomer | None] = {}
     items: list[InboxItem] = []
     removed: list[str] = []
     for task in tasks:
-        customer = customers.get(task["customer_id"] or "")
-        if customer is None or not task_seen(task) or not customer_seen(customer):
+        customer_id = task["customer_id"] or ""
+        if customer_id in shown_customers:
+            item_customer = shown_customers[customer_id]
+        else:
+            customer = customers.get(customer_id)
+            item_customer = shown_customers[customer_id] = None if customer is None or not customer_seen(
+                customer) else InboxCustomer(row_id=customer["row_id"], star_level=customer["star_level"],
+                                            segment=customer["segment"], tz=customer.get("tz"))
+        if item_customer is None or not task_seen(task):
             removed.append(task["row_id"])
             continue
-        refusal = offer_check(task, customer, campaigns.get(task["campaign_id"] or ""),
-                              results.get(customer["row_id"], ()), now_ms=now_ms, calendar=calendar)
+        refusal = offer_check(task, customers[customer_id], campaigns.get(task["campaign_id"] or ""),
+                              results.get(customer_id, ()), now_ms=now_ms, calendar=calendar)
         if task["deleted"] or task["status"] in CLOSED or (refusal is not None and refusal.code in NOT_OFFERED):
             removed.append(task["row_id"])
             continue
         offer = Offer(available=True) if refusal is None else Offer(
             available=False, code=refusal.code, available_at_ms=refusal.retry_at_ms)  # type: ignore[arg-type]
-        items.append(InboxItem(
-            task=_view(node, actor, TASKS, TaskView, task, shown), offer=offer,
-            customer=InboxCustomer(row_id=customer["row_id"], star_level=customer["star_level"],
-                                   segment=customer["segment"], tz=customer.get("tz")),
-        ))
+        view = TaskView(**task) if whole else _view(node, actor, TASKS, TaskView, task, shown)
+        items.append(InboxItem(task=view, offer=offer, customer=item_customer))
     return items, removed
 
 
