@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from datetime import timedelta
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -129,8 +130,12 @@ def _minute_in(minute: int, window: tuple[int, int]) -> bool:
     return minute >= start or minute < end  # a window across midnight
 
 
+@lru_cache(maxsize=4096)
 def window_open_at(at_ms: int, window: tuple[int, int], tz: str | None, calendar: WorkCalendar) -> int:
-    """The first instant at or after ``at_ms`` inside the window."""
+    """The first instant at or after ``at_ms`` inside the window. Remembered: out
+    of hours, an inbox asks it of one instant (now) for most of its tasks, and
+    their windows and zones are few (without it, a page cost a fifth more after
+    21:00 than in the day)."""
     local = calendar.local(at_ms, tz)
     if _minute_in(local.hour * 60 + local.minute, window):
         return at_ms
