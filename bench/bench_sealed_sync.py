@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 

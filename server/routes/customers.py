@@ -58,7 +58,6 @@ from server.access import (
 )
 from server.auth import note_access, require_actor, require_operator
 from server.consents import (
-    ID_NUMBER,
     check_id_number,
     consent_records,
     id_number_needs_consent,
