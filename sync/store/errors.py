@@ -71,3 +71,16 @@ class StoreBusyError(StoreError):
         self.path = path
         self.operation = operation
         super().__init__(f"{operation} of {path} could not finish: another reader or writer holds it; retry")
+
+
+class SealedProjectionError(StoreError):
+    """A shared read (`sync.store.row_cache`) asked for a sealed field, which is
+    never kept in memory between requests: read it with an ordinary read."""
+
+    code = "sealed_projection"
+
+    def __init__(self, collection: str, column: str) -> None:
+        self.collection = collection
+        self.column = column
+        super().__init__(f"{collection}.{column} is sealed: shared reads keep no sealed field; "
+                         "leave it out of the fields, or use an ordinary read")

@@ -8,19 +8,24 @@ to an aiosqlite thread and back costs two thread wake-ups, more CPU than a
 small indexed query, and under load the two threads then take turns at the
 GIL for every row fetched. A request that reads a page of tasks, their
 customers, campaigns and results reads them all at once, as of one commit.
+
+The shared reads (`Snapshot.shared_rows`, `Snapshot.shared_work_queue`) give
+read-only rows kept between requests in the store's `RowCache`, so a page
+read again makes only the rows written since (see `sync.store.row_cache`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from sync.schema import COLLECTIONS
 from sync.store.ddl import NO_DUE, OPEN_TASKS, WORK_ORDER
-from sync.store.rows import materialize, projection, where
+from sync.store.row_cache import RowCache, SharedRow, check_shareable
+from sync.store.rows import json_encode, materialize, projection, where
 
 _T = TypeVar("_T")
 
@@ -50,12 +55,13 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def read_in_transaction(conn: sqlite3.Connection, fn: Callable[[Snapshot], _T]) -> _T:
+def read_in_transaction(conn: sqlite3.Connection, fn: Callable[[Snapshot], _T], cache: RowCache | None = None) -> _T:
     """``fn`` over a `Snapshot` of ``conn`` inside one read transaction (in WAL
-    mode, every read in it sees the same commit)."""
+    mode, every read in it sees the same commit); its shared reads keep rows in
+    ``cache``."""
     conn.execute("BEGIN")
     try:
-        return fn(Snapshot(conn))
+        return fn(Snapshot(conn, cache))
     finally:
         conn.execute("COMMIT")
 
@@ -64,10 +70,12 @@ class Snapshot:
     """The store's row reads, run synchronously on a reader connection. Only
     `SqliteStore` makes one, on the reader's thread; see the module docstring."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_cache")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, cache: RowCache | None = None) -> None:
         self._conn = conn
+        #: where `shared_rows` keep rows; None: made afresh each time
+        self._cache = cache
 
     def high_seq(self) -> int:
         """The sequence number of the latest write here."""
@@ -145,20 +153,73 @@ class Snapshot:
         priority (9 first), then row id; keyset-paged after the (due key,
         priority, row id) of the last one read. By one assignee, a walk of
         `WORK_INDEXES` as long as the page."""
-        spec = COLLECTIONS["tasks"]
         names, converted = projection("tasks", None)
-        clause, params = where(spec, equals)
-        clause += f" AND {OPEN_TASKS}"
-        if due_before is not None:
-            clause += " AND due_at_ms < ?"
-            params.append(due_before)
-        if priority_min is not None:
-            clause += " AND priority >= ?"
-            params.append(priority_min)
-        if after is not None:
-            clause += f" AND (coalesce(due_at_ms, {NO_DUE}), -priority, row_id) > (?, ?, ?)"
-            params += [after[0], -after[1], after[2]]
-        rows = self._conn.execute(
-            f"SELECT {', '.join(names)} FROM tasks WHERE {clause} ORDER BY {WORK_ORDER} LIMIT ?", (*params, limit),
-        ).fetchall()
+        tail, params = _work_queue_query(limit, after, due_before, priority_min, equals)
+        rows = self._conn.execute(f"SELECT {', '.join(names)} {tail}", params).fetchall()
         return [materialize(converted, names, r) for r in rows]
+
+    def shared_work_queue(
+        self, *, limit: int, after: tuple[int, int, str] | None = None, due_before: int | None = None,
+        priority_min: int | None = None, **equals: Any,
+    ) -> list[Mapping[str, Any]]:
+        """`work_queue`'s rows, shared and read-only (see `shared_rows`)."""
+        return self._shared("tasks", projection("tasks", None),
+                            *_work_queue_query(limit, after, due_before, priority_min, equals))
+
+    def shared_rows(self, collection: str, row_ids: list[str], fields: tuple[str, ...]) -> list[Mapping[str, Any]]:
+        """The rows of ``row_ids`` held here, ``fields`` (and ``row_id``) of each, in
+        row id order: read-only mappings that may be shared with other readers
+        and are kept for them (`sync.store.row_cache`), so only rows written
+        since one was last read are materialized. No sealed field may be asked
+        for (`SealedProjectionError`)."""
+        spec = COLLECTIONS[collection]
+        tail = f"FROM {spec.name} WHERE row_id IN (SELECT value FROM json_each(?)) ORDER BY row_id"
+        return self._shared(collection, projection(collection, fields), tail, [json_encode(sorted(row_ids)).decode()])
+
+    def _shared(self, collection: str, projected: tuple[tuple[str, ...], tuple[tuple[str, bool], ...]],
+                tail: str, params: list[Any]) -> list[Mapping[str, Any]]:
+        """The rows ``SELECT ... {tail}`` reads, through the store's `RowCache`:
+        materialized only when not kept as of their ``_seq``. When most are
+        kept (`RowCache.expects_hits`), their (row id, ``_seq``) are read first,
+        then only the rows not kept, by id; else every row at once. All in
+        this one read transaction."""
+        names, converted = projected
+        check_shareable(collection, names)
+        columns = ", ".join(names)
+        cache = self._cache
+        if cache is None:  # a read off the event loop's thread (`SqliteStore.snapshot`): nothing kept
+            return [SharedRow(materialize(converted, names, r))
+                    for r in self._conn.execute(f"SELECT {columns} {tail}", params).fetchall()]
+        if cache.expects_hits(collection, names):
+            versions = self._conn.execute(f"SELECT row_id, _seq {tail}", params).fetchall()
+            out = cache.find(collection, names, versions)
+            missing = [row_id for (row_id, _), row in zip(versions, out) if row is None]
+            if not missing:
+                return out  # type: ignore[return-value]  # every one kept
+            fetched = self._conn.execute(
+                f"SELECT _seq, {columns} FROM {COLLECTIONS[collection].name} "
+                "WHERE row_id IN (SELECT value FROM json_each(?))", (json_encode(missing).decode(),)).fetchall()
+        else:
+            whole = self._conn.execute(f"SELECT _seq, {columns} {tail}", params).fetchall()
+            versions = [(r[1], r[0]) for r in whole]
+            out = cache.find(collection, names, versions)
+            fetched = [r for r, row in zip(whole, out) if row is None]
+        made = cache.keep(collection, names, ((r[0], materialize(converted, names, r[1:])) for r in fetched))
+        return [row if row is not None else made[row_id] for (row_id, _), row in zip(versions, out)]
+
+
+def _work_queue_query(limit: int, after: tuple[int, int, str] | None, due_before: int | None,
+                      priority_min: int | None, equals: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The FROM ... LIMIT of `Snapshot.work_queue`'s query, and its parameters."""
+    clause, params = where(COLLECTIONS["tasks"], equals)
+    clause += f" AND {OPEN_TASKS}"
+    if due_before is not None:
+        clause += " AND due_at_ms < ?"
+        params.append(due_before)
+    if priority_min is not None:
+        clause += " AND priority >= ?"
+        params.append(priority_min)
+    if after is not None:
+        clause += f" AND (coalesce(due_at_ms, {NO_DUE}), -priority, row_id) > (?, ?, ?)"
+        params += [after[0], -after[1], after[2]]
+    return f"FROM tasks WHERE {clause} ORDER BY {WORK_ORDER} LIMIT ?", [*params, limit]

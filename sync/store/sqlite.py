@@ -60,6 +60,7 @@ from sync.store.errors import (
     StoreVersionError,
 )
 from sync.store.audit_log import AuditLogStore
+from sync.store.row_cache import RowCache
 from sync.store.rows import materialize as _materialize
 from sync.store.rows import projection as _projection
 from sync.store.rows import where as _where
@@ -91,6 +92,9 @@ _MATERIALIZED = frozenset({"add_wins_set", "counter"})
 _LOOKUP_CHUNK = 2_000
 #: rows per read of priority states (`priority_after`)
 _PRIORITY_CHUNK = 512
+#: rows the shared reads keep (`sync.store.row_cache`): about 1.3 KB each, so some 26 MB;
+#: a site's 200 agents' inbox pages (50 tasks, some 40 customers) are 18,000
+SHARED_ROWS_KEPT = 20_000
 #: the collections whose rows have children (`sync.schema.PARENTS`)
 _HAS_CHILDREN = frozenset(parent for parent, _ in PARENTS.values())
 _T = TypeVar("_T")
@@ -170,6 +174,8 @@ class SqliteStore(AuditLogStore):
         self._foreign_read: asyncio.Future[int] | None = None
         #: `snapshot`'s connection, made on first use on the event loop's thread
         self._inline: sqlite3.Connection | None = None
+        #: the rows its shared reads made (`Snapshot.shared_rows`)
+        self.row_cache = RowCache(SHARED_ROWS_KEPT)
         self._audit_init()
 
     # ------------------------------------------------------------ lifecycle
@@ -1256,7 +1262,7 @@ class SqliteStore(AuditLogStore):
         try:
             if self._inline is None:
                 self._inline = inline_reader(self.path)
-            return read_in_transaction(self._inline, fn)
+            return read_in_transaction(self._inline, fn, self.row_cache)
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
