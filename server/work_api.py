@@ -16,7 +16,7 @@ import base64
 import binascii
 import functools
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -251,8 +251,10 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
         _, due, priority, row_id = _decode(cursor, _page_decoder, "cursor", store.store_id)
         after = (due, priority, row_id)
 
-    def page(snap: Snapshot) -> tuple[int, list[dict[str, Any]], _OfferContext]:
-        rows = snap.work_queue(limit=limit, after=after, due_before=due_before, priority_min=priority_min, **equals)
+    def page(snap: Snapshot) -> tuple[int, list[Mapping[str, Any]], _OfferContext]:
+        # shared: an agent asks for its inbox again and again, and most of its rows have not changed
+        rows = snap.shared_work_queue(limit=limit, after=after, due_before=due_before, priority_min=priority_min,
+                                      **equals)
         return snap.high_seq(), rows, _offer_context(snap, rows, now)
 
     high, rows, context = await store.snapshot(page)
@@ -268,17 +270,16 @@ async def inbox(node: Node, actor: Actor, *, kind: str | None, due_before: int |
 class _OfferContext(NamedTuple):
     """What the offer check of some tasks reads besides the tasks."""
 
-    customers: dict[str, dict[str, Any]]
+    customers: dict[str, Mapping[str, Any]]
     campaigns: dict[str, dict[str, Any]]
     results: dict[str, list[dict[str, Any]]]
 
 
-def _offer_context(snap: Snapshot, tasks: list[dict[str, Any]], now_ms: int) -> _OfferContext:
-    """The tasks' customers (`INBOX_CUSTOMER_FIELDS`), campaigns, and the results
-    the offer check can count (`results_since`)."""
-    customers = {r["row_id"]: r for r in snap.find_rows(
-        CUSTOMERS, limit=len(tasks) + 1, fields=INBOX_CUSTOMER_FIELDS,
-        row_id=sorted({t["customer_id"] for t in tasks if t["customer_id"]}))}
+def _offer_context(snap: Snapshot, tasks: Sequence[Mapping[str, Any]], now_ms: int) -> _OfferContext:
+    """The tasks' customers (`INBOX_CUSTOMER_FIELDS`, shared reads), campaigns,
+    and the results the offer check can count (`results_since`)."""
+    customers = {r["row_id"]: r for r in snap.shared_rows(
+        CUSTOMERS, list({t["customer_id"] for t in tasks if t["customer_id"]}), INBOX_CUSTOMER_FIELDS)}
     ids = sorted({t["campaign_id"] for t in tasks if t["campaign_id"]})
     campaigns = {r["row_id"]: r for r in snap.find_rows("campaigns", limit=len(ids) + 1, row_id=ids)} if ids else {}
     # a task's retry spacing is its campaign's and kind's: one task of each pair stands for all
@@ -287,7 +288,7 @@ def _offer_context(snap: Snapshot, tasks: list[dict[str, Any]], now_ms: int) -> 
     return _OfferContext(customers, campaigns, _results_in(snap, customers, since_ms=since))
 
 
-def _offer(node: Node, actor: Actor, tasks: list[dict[str, Any]], context: _OfferContext,
+def _offer(node: Node, actor: Actor, tasks: Sequence[Mapping[str, Any]], context: _OfferContext,
            now_ms: int) -> tuple[list[InboxItem], list[str]]:
     """The tasks to offer, with whether their calls may be placed now, and the
     ids of those not to offer (closed, out of scope, suppressed, used up)."""

@@ -4,6 +4,7 @@ customer card, as an agent at branch-a sees them."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tests.work_api.conftest import HOUR_MS, Work, refused
 
@@ -43,6 +44,36 @@ def test_the_inbox_lists_my_open_tasks_in_work_order_without_personal_informatio
     text = work.get("agent", "/work/inbox").text
     made = work.d.customers[f"work-{work.serial}"].body
     assert all(made[f] not in text for f in ("name", "phone", "email", "address"))
+
+
+def test_an_inbox_read_again_shows_every_change_made_since(work: Work) -> None:
+    """The inbox keeps the rows it reads for the next read (`sync.store.row_cache`):
+    a task or customer written in between is read afresh, and a suppression
+    added since takes the customer's tasks out at once."""
+    customer = work.customer()
+    due = now_ms() - 2 * HOUR_MS
+    first = work.task(customer, due_at_ms=due, priority=2, kind="survey")
+    second = work.task(customer, due_at_ms=due, priority=3, kind="survey")
+
+    def listed() -> list[dict[str, Any]]:
+        return [i for i in mine(work, kind="survey") if i["customer"]["row_id"] == customer]  # type: ignore[index]
+
+    for _ in range(6):  # read often enough that the rows come from what was kept
+        assert [i["task"]["row_id"] for i in listed()] == [second["row_id"], first["row_id"]]
+    moved = work.d.clients["branch-a"].patch(f"/tasks/{first['row_id']}", json={"priority": 9},
+                                             headers=work.headers("supervisor"))
+    assert moved.status_code == 200, moved.text
+    promoted = work.d.clients["branch-a"].patch(f"/customers/{customer}", json={"star_level": 7},
+                                                headers=work.headers("supervisor"))
+    assert promoted.status_code == 200, promoted.text
+    items = listed()
+    assert [(i["task"]["row_id"], i["task"]["priority"]) for i in items] == [(first["row_id"], 9),
+                                                                            (second["row_id"], 3)]
+    assert {i["customer"]["star_level"] for i in items} == {7}
+    refused_calls = work.d.clients["branch-a"].patch(f"/customers/{customer}", json={"suppression_add": ["do_not_call"]},
+                                                     headers=work.headers("supervisor"))
+    assert refused_calls.status_code == 200, refused_calls.text
+    assert listed() == []
 
 
 def test_pages_follow_each_other_and_a_delta_names_what_changed(work: Work) -> None:
