@@ -1,6 +1,6 @@
 """The work API under load: customer card and inbox next to a bare endpoint on the same server (issue 6).
 
-    .venv/bin/python bench/bench_work_api.py [--customers N] [--quick] [--rate R] [--profile DIR]
+    .venv/bin/python bench/bench_work_api.py [--customers N] [--quick] [--rate R] [--write-rate W] [--profile DIR]
 
 One HQ node (`outpost init`, a real keystore, a real SQLite file) served by
 `bench.work_server`: the product app under uvicorn, as ``outpost serve
@@ -12,15 +12,28 @@ agents; one to five tasks per customer (open, assigned, in progress, done,
 archived) assigned to the customer's agent, 40% of them in one of three active
 campaigns; a call history of up to twelve results per customer over the last
 year, with a call today for one customer in ten. Ten of the agents are real users of
-team ``north`` at HQ (``POST /users``); the load signs in as one of them
-(``POST /auth/sign-in``, a bearer access token) and asks for the cards of its own
-customers (about 95 of 20,000, with about 160 open tasks among about 60,000).
+team ``north`` at HQ (``POST /users``); the load signs in as all ten (``POST
+/auth/sign-in``, bearer access tokens), connection n as agent n % 10, each asking
+for the cards of its own customers (about 95 of 20,000 each, with about 160 open
+tasks among about 60,000), so that a cache keyed by user holds ten users, not one.
+
+Writes meanwhile: during every load, bare included, from the start of its warm-up
+to the end of its window, this process records ``--write-rate`` results a second
+(default 5; 0: none), each by the next team agent in turn: its inbox (``GET
+/work/inbox?limit=50``), then ``POST /tasks/{id}/results`` on one of its tasks,
+at random, one it may call now if it has any (a result is taken outside the
+calling window too, so the writes do not run dry at night). Each write is sent
+on its slot, not after the last one's answer, so a node at saturation still
+gets them (at most `WRITES_IN_FLIGHT` at once; a slot finding that many is
+dropped). Each write changes a task of the agent's first page and adds to its
+customer's results, so the inbox's rows keep changing under the load, and each
+figure is printed with the writes made meanwhile.
 
 The targets are `TARGETS`, a list of (name, method, path template): a target
 whose path is not in the node's OpenAPI document is skipped with a printed
 note, never measured as something else. ``--targets`` may also name `PROBES`:
-``card-op``, the same card with the operator's token (no user, no team), shows
-what the signed-in user costs a card.
+``card-op``, the same cards (of any team agent's customers) with the operator's
+token (no user, no team), shows what the signed-in user costs a card.
 
 The load comes from a second process (``bench_work_api.py drive``, fed its
 orders on stdin, answering on stdout): 200 agents, each an httpx client with
@@ -48,20 +61,25 @@ connections:
   omission). Gives p50/p99 (target: p99 under 50 ms).
 
 Every answer must be 200 and right (the constant; the card of the customer
-asked for; JSON). Also printed: the server process's CPU time per request (all
-its threads) and the audit entries added per request. The script exits
-non-zero if a check fails, not if a target is missed (the machine is noisy).
+asked for; JSON), every write 201 and its inbox 200. Also printed: the server
+process's CPU time per request (all its threads) and the audit entries added per
+request, both over the load's answered requests only, though the writes' CPU and
+audit entries are in them. The script exits non-zero if a check fails, not if a
+target is missed (the machine is noisy).
 
 ``--profile DIR`` then runs the saturation of each of ``--profile-targets``
 once more against a server under cProfile for the measured window only
 (``BENCH_PROFILE``, event-loop thread only) and prints the top costs per
-request, and the SQL statements and aiosqlite round trips per request.
+request, and the SQL statements and aiosqlite round trips per request (the
+writes run there too).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import math
 import os
 import pstats
 import random
@@ -128,10 +146,17 @@ MAX_GAP_S = 4.0
 #: regime (b)'s offered rate, unless ``--rate``: this share of the bare endpoint's saturation
 #: throughput in the same run (a work target meeting TARGET_RATIO runs at most at twice this share)
 RATE_OF_BARE = 0.25
+#: the writes during every load: the inbox page each reads, then a result of one of these outcomes,
+#: lasting this many seconds (at random, both ends included)
+WRITE_INBOX = "/work/inbox?limit=50"
+WRITE_OUTCOMES = ("no_answer", "busy", "powered_off", "connected")
+WRITE_DURATION_S = (5, 300)
+#: writes unanswered at once at most (at saturation each waits behind the load's queue)
+WRITES_IN_FLIGHT = 20
 
 
 class Target(msgspec.Struct, frozen=True):
-    """One endpoint to load: ``{customer_id}`` in the path is one of the agent's customers.
+    """One endpoint to load: ``{customer_id}`` in the path is one of the caller's customers.
     ``check`` is what a right answer is: the bare constant, the asked customer's card, or any JSON."""
 
     name: str
@@ -140,7 +165,7 @@ class Target(msgspec.Struct, frozen=True):
     check: Literal["bare", "card", "json"] = "json"
     #: a work target, judged against the targets (the bare one is the baseline)
     judged: bool = True
-    #: whose bearer token: the signed-in agent's, or the operator's (no sign-in, no user, no team)
+    #: whose bearer token: the signed-in agents', or the operator's (no sign-in, no user, no team)
     caller: Literal["agent", "operator"] = "agent"
 
 
@@ -161,15 +186,22 @@ PROBES: tuple[Target, ...] = (
 # ---------------------------------------------------------------- the load generator (its own process)
 
 
+class Caller(msgspec.Struct):
+    """Who a connection is: its bearer token, and the customers whose cards it asks for."""
+
+    token: str
+    customer_ids: list[str]
+
+
 class DriveSpec(msgspec.Struct, kw_only=True):
     """Orders for one load-generator process."""
 
     base_url: str
-    token: str
     method: str
     path: str
     check: str
-    customer_ids: list[str]
+    #: connection n is ``callers[n % len(callers)]``
+    callers: list[Caller]
     connections: int
     #: closed: back to back; open: each connection at ``rate_per_s / connections``
     mode: Literal["closed", "open"]
@@ -219,15 +251,15 @@ def _problem(check: str, customer_id: str | None, response: httpx.Response) -> s
 
 
 async def drive(spec: DriveSpec) -> DriveResult:
-    """``spec.connections`` agents, each its own httpx client and keep-alive connection."""
+    """``spec.connections`` agents, each its own httpx client and keep-alive connection, and its caller."""
     now = time.perf_counter
     result = DriveResult(latencies_ms=[], window_s=spec.duration_s)
     statuses: Counter[str] = Counter()
-    headers = {"authorization": f"Bearer {spec.token}"}
+    callers = [spec.callers[n % len(spec.callers)] for n in range(spec.connections)]
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     tls = ssl.create_default_context()  # one for all (plain HTTP here): each client would load the CA bundle
-    clients = [httpx.AsyncClient(base_url=spec.base_url, headers=headers, limits=limits, timeout=60, verify=tls)
-               for _ in range(spec.connections)]
+    clients = [httpx.AsyncClient(base_url=spec.base_url, headers={"authorization": f"Bearer {c.token}"},
+                                 limits=limits, timeout=60, verify=tls) for c in callers]
     templated = "{customer_id}" in spec.path
     mean_gap_s = spec.connections / spec.rate_per_s if spec.mode == "open" else 0.0
     # think times uniform over mean +- 50%, the mean kept under the cap if it can be
@@ -244,7 +276,7 @@ async def drive(spec: DriveSpec) -> DriveResult:
         await asyncio.sleep(max(0.0, window_end - now()))
         cpu_marks["end"] = time.process_time()
 
-    async def agent(n: int, client: httpx.AsyncClient) -> None:
+    async def agent(n: int, client: httpx.AsyncClient, caller: Caller) -> None:
         rnd = random.Random(spec.seed * 100_000 + n)
         due = start + rnd.uniform(0, mean_gap_s)  # open loop: the next scheduled send
         while True:
@@ -260,7 +292,7 @@ async def drive(spec: DriveSpec) -> DriveResult:
                 scheduled = now()
                 if scheduled >= window_end:
                     return
-            customer_id = rnd.choice(spec.customer_ids) if templated else None
+            customer_id = rnd.choice(caller.customer_ids) if templated else None
             path = spec.path.format(customer_id=customer_id) if templated else spec.path
             sent = now()
             response = await client.request(spec.method, path)
@@ -279,7 +311,7 @@ async def drive(spec: DriveSpec) -> DriveResult:
                 result.problems.append(f"{spec.method} {path}: {problem}")
 
     try:
-        await asyncio.gather(mark_cpu(), *(agent(n, c) for n, c in enumerate(clients)))
+        await asyncio.gather(mark_cpu(), *(agent(n, c, who) for n, (c, who) in enumerate(zip(clients, callers))))
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
     result.statuses = dict(statuses)
@@ -348,9 +380,9 @@ class Seeded(msgspec.Struct, kw_only=True):
     customers: int
     tasks: int
     results: int = 0
-    #: the signed-in agent's customers, and its open tasks
-    own_customers: list[str]
-    own_open_tasks: int
+    #: each team agent's customers, and its open tasks (``bench.agent00`` first)
+    own_customers: list[list[str]]
+    own_open_tasks: list[int]
 
 
 async def create_team(node: WorkServer, password: str) -> list[str]:
@@ -366,14 +398,15 @@ async def create_team(node: WorkServer, password: str) -> list[str]:
 async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
     """Customers (plain fields and sealed PII), their tasks (some in one of the
     `CAMPAIGNS`) and their call history (results), straight into HQ's file,
-    SEED_CHUNK customers to a transaction. Agent 0 is ``team[0]``, the one signed in."""
+    SEED_CHUNK customers to a transaction. The first agents are ``team``, the ones signed in."""
     rnd = random.Random(6)
     now_ms = wall_clock_ms()
     agents = team + [f"agent-{n:03d}" for n in range(len(team), AGENTS)]
     keystore = open_keystore(node.data_dir / f"{SITE}.keystore", node.passphrase)
     store = await SqliteStore.open(node.data_dir / f"{SITE}.db", node_id=SITE, clock=Clock(wall_clock_ms, 60_000))
     keyring = Keyring(store, keystore, hq=SITE)
-    seeded = Seeded(customers=customers, tasks=0, own_customers=[], own_open_tasks=0)
+    seeded = Seeded(customers=customers, tasks=0, own_customers=[[] for _ in team], own_open_tasks=[0] * len(team))
+    member = {user_id: n for n, user_id in enumerate(team)}
     try:
         batch: list[Edit] = []
         campaigns = [new_ulid(now_ms, rnd.randbytes(10)) for _ in CAMPAIGNS]
@@ -392,8 +425,9 @@ async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
             }
             batch += [Edit("customers", row_id, f, value=v) for f, v in plain.items()]
             batch += await keyring.seal_edits(row_id, plain, person_pii(i))
-            if agent == team[0]:
-                seeded.own_customers.append(row_id)
+            own = member.get(agent or "")
+            if own is not None:
+                seeded.own_customers[own].append(row_id)
             for _ in range(rnd.randint(1, 5)):
                 task_id = new_ulid(now_ms, rnd.randbytes(10))
                 status = rnd.choices(TASK_STATUSES, TASK_WEIGHTS)[0]
@@ -407,7 +441,8 @@ async def seed(node: NodeProcess, customers: int, team: list[str]) -> Seeded:
                     task["campaign_id"] = rnd.choice(campaigns)
                 batch += [Edit("tasks", task_id, f, value=v) for f, v in task.items()]
                 seeded.tasks += 1
-                seeded.own_open_tasks += agent == team[0] and status in OPEN_TASK_STATUSES
+                if own is not None and status in OPEN_TASK_STATUSES:
+                    seeded.own_open_tasks[own] += 1
             history = [now_ms - rnd.randrange(DAY_MS, 365 * DAY_MS) for _ in range(rnd.randint(0, HISTORY_MAX))]
             if rnd.random() < TODAY_SHARE:
                 history.append(now_ms - rnd.randrange(4 * 3_600_000))
@@ -438,15 +473,93 @@ def audit_entries(db: Path) -> int:
         conn.close()
 
 
+# ---------------------------------------------------------------- the writes during a load
+
+
+class Writes(msgspec.Struct, kw_only=True):
+    """What the writer did during one load."""
+
+    #: seconds it ran: the load's warm-up and window
+    span_s: float
+    #: results recorded (201)
+    made: int = 0
+    #: writes skipped: the agent's inbox page was empty
+    skipped: int = 0
+    #: slots dropped: `WRITES_IN_FLIGHT` writes were still unanswered
+    dropped: int = 0
+    problems: list[str] = msgspec.field(default_factory=list)
+
+
+async def write_during(node: WorkServer, agents: list[str], rate: float, start_at: float, span_s: float,
+                       seed: int) -> Writes:
+    """``rate`` results a second for ``span_s`` from ``start_at`` (time.time()), each by the next of ``agents``
+    (their tokens) on a task of its inbox page, at random: one it may call now if it has any, else any (a
+    result is taken outside the calling window too); skipped if the page is empty. Each write is sent on its
+    slot, not after the last one's answer, so a node at saturation still gets them; a slot finding
+    `WRITES_IN_FLIGHT` unanswered is dropped, not made up."""
+    writes = Writes(span_s=span_s)
+    if rate <= 0:
+        return writes
+    rnd = random.Random(seed)
+
+    async def write(client: httpx.AsyncClient, token: str) -> None:
+        headers = {"authorization": f"Bearer {token}"}
+        inbox = await client.get(WRITE_INBOX, headers=headers)
+        if inbox.status_code != 200:
+            writes.problems.append(f"writer: GET {WRITE_INBOX}: {_failure(inbox)}")
+            return
+        items = _json.decode(inbox.content)["items"]
+        tasks = [item["task"]["row_id"] for item in items if item["offer"]["available"]] or [
+            item["task"]["row_id"] for item in items]
+        if not tasks:
+            writes.skipped += 1
+            return
+        path = f"/tasks/{rnd.choice(tasks)}/results"
+        body = {"outcome": rnd.choice(WRITE_OUTCOMES), "duration_s": rnd.randint(*WRITE_DURATION_S)}
+        response = await client.post(path, json=body, headers=headers)
+        if response.status_code == 201:
+            writes.made += 1
+        else:
+            writes.problems.append(f"writer: POST {path}: {_failure(response)}")
+
+    turns = itertools.cycle(agents)
+    in_flight: set[asyncio.Task[None]] = set()
+    limits = httpx.Limits(max_connections=WRITES_IN_FLIGHT)
+    async with httpx.AsyncClient(base_url=node.url, timeout=60, limits=limits) as client:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        start = time.perf_counter()
+        for slot in range(math.ceil(span_s * rate)):
+            await asyncio.sleep(max(0.0, start + slot / rate - time.perf_counter()))
+            if len(in_flight) >= WRITES_IN_FLIGHT:
+                writes.dropped += 1
+                continue
+            task = asyncio.create_task(write(client, next(turns)))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        await asyncio.gather(*in_flight)
+    return writes
+
+
+def _failure(response: httpx.Response) -> str:
+    """A refusal's status, and its problem's title and detail (value-free by the API's rule): no body."""
+    try:
+        body = _json.decode(response.content)
+    except msgspec.DecodeError:
+        body = None
+    said = [str(body[k]) for k in ("title", "detail") if isinstance(body, dict) and k in body]
+    return f"status {response.status_code}" + (f" ({': '.join(said)})" if said else "")
+
+
 # ---------------------------------------------------------------- one load
 
 
 class Load(msgspec.Struct, kw_only=True):
-    """One target under one regime: the load generators' results merged, and the server's side."""
+    """One target under one regime: the load generators' results merged, the server's side, and the writes."""
 
     target: str
     mode: str
     results: list[DriveResult]
+    writes: Writes
     server_cpu_s: float
     audit_added: int
     #: CPU seconds the load generators used, start to end
@@ -482,29 +595,35 @@ class Load(msgspec.Struct, kw_only=True):
     @property
     def problems(self) -> list[str]:
         out = [p for r in self.results for p in r.problems]
-        return out[:10]
+        return out[:10] + self.writes.problems[:10]
 
 
-async def run_load(node: WorkServer, target: Target, token: str, ids: list[str], args: argparse.Namespace, *,
-                   mode: Literal["closed", "open"], seed: int) -> Load:
-    """``args.clients`` load-generator processes at once, ``CONNECTIONS`` agents among them."""
+async def run_load(node: WorkServer, target: Target, callers: list[Caller], agents: list[str],
+                   args: argparse.Namespace, *, mode: Literal["closed", "open"], seed: int) -> Load:
+    """``args.clients`` load-generator processes at once, ``CONNECTIONS`` agents among them taking ``callers`` in
+    turn, and the writes of ``agents`` (their tokens) meanwhile."""
     assert node.proc is not None
     clients = args.clients
     start_at = time.time() + 3.0  # time to start Python and make the clients
-    specs = [DriveSpec(base_url=node.url, token=token, method=target.method, path=target.path, check=target.check,
-                       customer_ids=ids, connections=CONNECTIONS // clients + (k < CONNECTIONS % clients), mode=mode,
+    sizes = [CONNECTIONS // clients + (k < CONNECTIONS % clients) for k in range(clients)]
+    firsts = [sum(sizes[:k]) % len(callers) for k in range(clients)]  # each process's callers go on from the last's
+    specs = [DriveSpec(base_url=node.url, method=target.method, path=target.path, check=target.check,
+                       callers=callers[first:] + callers[:first], connections=size, mode=mode,
                        rate_per_s=(args.rate or 0.0) / clients, warmup_s=args.warmup_s, duration_s=args.duration_s,
                        start_at=start_at, seed=seed * 10 + k)
-             for k in range(clients)]
+             for k, (size, first) in enumerate(zip(sizes, firsts))]
     db = node.data_dir / f"{SITE}.db"
     audit_before, cpu_before = audit_entries(db), cpu_s(node.proc.pid)
     children_before, busy_before, wall_before = children_cpu_s(), machine_busy_s(), time.perf_counter()
     procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "drive"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, cwd=ROOT) for _ in specs]
     window = (start_at + args.warmup_s, start_at + args.warmup_s + args.duration_s)
+    writing = asyncio.create_task(write_during(node, agents, args.write_rate, start_at,
+                                               args.warmup_s + args.duration_s, seed))
     profiling = [asyncio.create_task(_profile_window(node, *window))] if node.profile_path else []
     talks = [asyncio.to_thread(p.communicate, msgspec.json.encode(spec)) for p, spec in zip(procs, specs)]
     outs = (await asyncio.gather(*talks, *profiling))[:len(procs)]
+    writes = await writing
     server_cpu = cpu_s(node.proc.pid) - cpu_before
     clients_cpu = children_cpu_s() - children_before
     others = (machine_busy_s() - busy_before - server_cpu - clients_cpu) / (time.perf_counter() - wall_before)
@@ -512,7 +631,7 @@ async def run_load(node: WorkServer, target: Target, token: str, ids: list[str],
         if p.returncode != 0:
             raise RuntimeError(f"load generator exited with {p.returncode}")
     results = [msgspec.json.decode(out, type=DriveResult) for out, _ in outs]
-    return Load(target=target.name, mode=mode, results=results, server_cpu_s=server_cpu,
+    return Load(target=target.name, mode=mode, results=results, writes=writes, server_cpu_s=server_cpu,
                 audit_added=audit_entries(db) - audit_before, clients_cpu_s=clients_cpu, others_cores=max(0.0, others))
 
 
@@ -551,6 +670,11 @@ def describe(load: Load) -> str:
             f"answered {load.answered:,}  others {load.others_cores:.2f} cores")
     if load.mode == "open":
         line += f"  late {load.late_share:.1%}"
+    line += f"  writes {load.writes.made:,} ({load.writes.made / load.writes.span_s:.1f}/s)"
+    if load.writes.skipped:
+        line += f", {load.writes.skipped:,} skipped"
+    if load.writes.dropped:
+        line += f", {load.writes.dropped:,} dropped"
     if set(statuses) != {"200"}:
         line += f"  statuses {dict(statuses)}"
     return line
@@ -605,6 +729,18 @@ def workdir() -> Iterator[Path]:
             print(f"  (kept {path})")
 
 
+async def sign_in_team(node: WorkServer, password: str) -> list[str]:
+    """A fresh access token of each team agent, ``bench.agent00`` first (for the callers and the writes)."""
+    return [await node.sign_in(f"bench.agent{n:02d}", password) for n in range(TEAM_SIZE)]
+
+
+def callers_of(target: Target, operator: str, agents: list[str], seeded: Seeded) -> list[Caller]:
+    """A target's callers: each team agent (its token) with its own customers, or the operator with all of theirs."""
+    if target.caller == "operator":
+        return [Caller(operator, [c for own in seeded.own_customers for c in own])]
+    return [Caller(token, own) for token, own in zip(agents, seeded.own_customers)]
+
+
 def verdict(met: bool) -> str:
     return "PASS" if met else "MISS"
 
@@ -630,10 +766,13 @@ async def run(args: argparse.Namespace) -> int:
             targets = [t for t in (*TARGETS, *PROBES) if t.name in args.targets]
             skipped = [t for t in targets if t.path != BARE_PATH and _shape(t.path) not in paths]
             targets = [t for t in targets if t not in skipped]
+            own = [len(c) for c in seeded.own_customers]
             print(f"work API under load: HQ holding {seeded.customers:,} customers x 10 sealed PII fields and "
-                  f"{seeded.tasks:,} tasks and {seeded.results:,} results; signed in as agent bench.agent00 "
-                  f"(team {TEAM}: {TEAM_SIZE} of {AGENTS} agents) with {len(seeded.own_customers)} customers and {seeded.own_open_tasks} open tasks; "
-                  f"{CONNECTIONS} connections from {args.clients} load-generator process(es); "
+                  f"{seeded.tasks:,} tasks and {seeded.results:,} results; signed in as the {TEAM_SIZE} agents "
+                  f"bench.agent00-{TEAM_SIZE - 1:02d} of team {TEAM} (of {AGENTS} agents), connection n as agent "
+                  f"n % {TEAM_SIZE}, with {min(own)}-{max(own)} customers and {min(seeded.own_open_tasks)}-"
+                  f"{max(seeded.own_open_tasks)} open tasks each; {args.write_rate:g} results/s written meanwhile "
+                  f"by them in turn; {CONNECTIONS} connections from {args.clients} load-generator process(es); "
                   f"{args.rounds} round(s) of {args.warmup_s:g} s warm-up + {args.duration_s:g} s measured "
                   f"(setup {time.perf_counter() - setup_start:.0f} s)", flush=True)
             for t in skipped:
@@ -645,10 +784,9 @@ async def run(args: argparse.Namespace) -> int:
                 for round_no in range(args.rounds):
                     order = targets if round_no % 2 == 0 else targets[::-1]
                     for target in order:
-                        user_token = token if target.caller == "operator" else await node.sign_in("bench.agent00",
-                                                                                                      password)
-                        load = await run_load(node, target, user_token, seeded.own_customers, args, mode=mode,
-                                              seed=round_no)
+                        agents = await sign_in_team(node, password)
+                        load = await run_load(node, target, callers_of(target, token, agents, seeded), agents, args,
+                                              mode=mode, seed=round_no)
                         results.setdefault((target.name, mode), []).append(load)
                         problems += [f"{target.name} {mode} round {round_no + 1}: {p}" for p in load.problems]
                         print(f"  round {round_no + 1} {'saturation' if mode == 'closed' else 'offered':<10} "
@@ -664,8 +802,9 @@ async def run(args: argparse.Namespace) -> int:
                 await node.start()
                 try:
                     await node.sync_now()  # the key steward's first pass over every customer, before the window
-                    caller = token if target.caller == "operator" else await node.sign_in("bench.agent00", password)
-                    load = await run_load(node, target, caller, seeded.own_customers, args, mode="closed", seed=99)
+                    agents = await sign_in_team(node, password)
+                    load = await run_load(node, target, callers_of(target, token, agents, seeded), agents, args,
+                                          mode="closed", seed=99)
                 finally:
                     await node.stop()
                 print(f"\n  profile of {target.name} ({target.method} {target.path}) at saturation, "
@@ -729,6 +868,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="offered requests/s in all, regime (b) "
                         f"(default: {RATE_OF_BARE:g} of the bare endpoint's saturation throughput in this run)")
     parser.add_argument("--clients", type=int, default=1, help="load-generator processes sharing the connections")
+    parser.add_argument("--write-rate", type=float, default=5.0,
+                        help="results recorded per second during every load, by the team agents in turn (0: none)")
     parser.add_argument("--targets", default=",".join(t.name for t in TARGETS),
                         help=f"names, comma-separated, of {', '.join(t.name for t in (*TARGETS, *PROBES))}")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 customers, 1 round, 3 s windows")
