@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,7 +57,7 @@ from server.work_views import (
     TaskView,
     TeamWork,
 )
-from sync.edits import Edit
+from sync.edits import Edit, InvalidEditError
 from sync.ids import new_ulid
 from sync.schema import OPEN_TASK_STATUSES
 from sync.store.ddl import NO_DUE
@@ -70,6 +71,8 @@ HISTORY, HISTORY_PAGE, HISTORY_SCAN = 20, 50, 10_000
 INBOX_CUSTOMER_FIELDS = (*CUSTOMER_FIELDS, "star_level", "segment", *ADMISSION_FIELDS[CUSTOMERS])
 #: a callback this far ahead at most
 CALLBACK_HORIZON_MS = 90 * DAY_MS
+#: how often a result is worked out again when its task changed between read and write
+RACED_WRITE_TRIES = 3
 
 
 # ---------------------------------------------------------------- helpers
@@ -386,7 +389,18 @@ def _latest_results(snap: Snapshot, customer_id: str,
 
 async def record_result(node: Node, actor: Actor, task_id: str, body: ResultWrite) -> ResultRecorded:
     """Store a result of ``task_id`` and what the work rules make of it, in one
-    transaction with its audit entry."""
+    transaction with its audit entry. The rules work from the task as read
+    before the write: when another write moved its status on meanwhile (a
+    result sent at the same time closed it), the store refuses the whole write,
+    and it is worked out again from the task as it is now (`TaskClosedError`
+    if that is closed), `RACED_WRITE_TRIES` times at most."""
+    for _ in range(RACED_WRITE_TRIES - 1):
+        with contextlib.suppress(InvalidEditError):
+            return await _record_result(node, actor, task_id, body)
+    return await _record_result(node, actor, task_id, body)
+
+
+async def _record_result(node: Node, actor: Actor, task_id: str, body: ResultWrite) -> ResultRecorded:
     task = await task_in_scope(node, actor, task_id)
     customer = await customer_in_scope(node, actor, task["customer_id"])
     if task["status"] in CLOSED and task["kind"] != "complaint":
