@@ -17,8 +17,8 @@ import binascii
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import msgspec
 
@@ -71,8 +71,10 @@ HISTORY, HISTORY_PAGE, HISTORY_SCAN = 20, 50, 10_000
 INBOX_CUSTOMER_FIELDS = (*CUSTOMER_FIELDS, "star_level", "segment", *ADMISSION_FIELDS[CUSTOMERS])
 #: a callback this far ahead at most
 CALLBACK_HORIZON_MS = 90 * DAY_MS
-#: how often a result is worked out again when its task changed between read and write
+#: how often a change of a task is worked out again when the task changed between read and write
 RACED_WRITE_TRIES = 3
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 # ---------------------------------------------------------------- helpers
@@ -387,20 +389,28 @@ def _latest_results(snap: Snapshot, customer_id: str,
 # ---------------------------------------------------------------- results and calls
 
 
+def _worked_out_again(change: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+    """``change`` (a read of a task, then a write of what the rules make of it)
+    run again when its write meets the task moved on since the read: another
+    write at the same time (a result, a call, a hand-over) moved its status on,
+    so the store refused the whole write as a status moving back
+    (`InvalidEditError`). Run again, it starts from the task as it is now, and
+    refuses as that task would (`TaskClosedError`...); `RACED_WRITE_TRIES` at most."""
+
+    @functools.wraps(change)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        for _ in range(RACED_WRITE_TRIES - 1):
+            with contextlib.suppress(InvalidEditError):
+                return await change(*args, **kwargs)
+        return await change(*args, **kwargs)
+
+    return run
+
+
+@_worked_out_again
 async def record_result(node: Node, actor: Actor, task_id: str, body: ResultWrite) -> ResultRecorded:
     """Store a result of ``task_id`` and what the work rules make of it, in one
-    transaction with its audit entry. The rules work from the task as read
-    before the write: when another write moved its status on meanwhile (a
-    result sent at the same time closed it), the store refuses the whole write,
-    and it is worked out again from the task as it is now (`TaskClosedError`
-    if that is closed), `RACED_WRITE_TRIES` times at most."""
-    for _ in range(RACED_WRITE_TRIES - 1):
-        with contextlib.suppress(InvalidEditError):
-            return await _record_result(node, actor, task_id, body)
-    return await _record_result(node, actor, task_id, body)
-
-
-async def _record_result(node: Node, actor: Actor, task_id: str, body: ResultWrite) -> ResultRecorded:
+    transaction with its audit entry."""
     task = await task_in_scope(node, actor, task_id)
     customer = await customer_in_scope(node, actor, task["customer_id"])
     if task["status"] in CLOSED and task["kind"] != "complaint":
@@ -437,6 +447,7 @@ async def _record_result(node: Node, actor: Actor, task_id: str, body: ResultWri
                           follow_ups=[_task_view(node, actor, t) for t in made if t is not None])
 
 
+@_worked_out_again
 async def place_call(node: Node, actor: Actor, task_id: str) -> CallPermit:
     """Check the work rules again as the call is placed (suppression may have
     arrived since the task was offered, the day's attempts may be used up
@@ -504,6 +515,7 @@ async def create_task(node: Node, actor: Actor, body: TaskCreate) -> Any:
     return _task_view(node, actor, task)
 
 
+@_worked_out_again
 async def change_task(node: Node, actor: Actor, task_id: str, body: TaskChange) -> Any:
     task = await task_in_scope(node, actor, task_id)
     if task["status"] in CLOSED:
@@ -552,6 +564,7 @@ async def complaint_open(node: Node, actor: Actor, customer_id: str, category: s
     return _complaint(node, actor, task, now)
 
 
+@_worked_out_again
 async def complaint_move(node: Node, actor: Actor, task_id: str, *, to: str | None) -> ComplaintView:
     """Hand the ticket over to ``to``, or archive it (``to`` None)."""
     task = await task_in_scope(node, actor, task_id)
