@@ -27,7 +27,9 @@ on its slot, not after the last one's answer, so a node at saturation still
 gets them (at most `WRITES_IN_FLIGHT` at once; a slot finding that many is
 dropped). Each write changes a task of the agent's first page and adds to its
 customer's results, so the inbox's rows keep changing under the load, and each
-figure is printed with the writes made meanwhile.
+figure is printed with the writes made meanwhile. A write that finds its task
+closed by another since its inbox read (409 ``impossible_transition``) is
+counted as such: that is the API's right answer to two writes at once.
 
 The targets are `TARGETS`, a list of (name, method, path template): a target
 whose path is not in the node's OpenAPI document is skipped with a printed
@@ -506,6 +508,8 @@ class Writes(msgspec.Struct, kw_only=True):
     skipped: int = 0
     #: slots dropped: `WRITES_IN_FLIGHT` writes were still unanswered
     dropped: int = 0
+    #: writes refused (409) because another write closed their task after their inbox read
+    closed: int = 0
     problems: list[str] = msgspec.field(default_factory=list)
 
 
@@ -538,6 +542,8 @@ async def write_during(node: WorkServer, agents: list[str], rate: float, start_a
         response = await client.post(path, json=body, headers=headers)
         if response.status_code == 201:
             writes.made += 1
+        elif response.status_code == 409 and _json.decode(response.content).get("code") == "impossible_transition":
+            writes.closed += 1  # another write closed the task after this one read the inbox: the right answer
         else:
             writes.problems.append(f"writer: POST {path}: {_failure(response)}")
 
@@ -694,6 +700,8 @@ def describe(load: Load) -> str:
         line += f", {load.writes.skipped:,} skipped"
     if load.writes.dropped:
         line += f", {load.writes.dropped:,} dropped"
+    if load.writes.closed:
+        line += f", {load.writes.closed:,} found their task closed"
     if set(statuses) != {"200"}:
         line += f"  statuses {dict(statuses)}"
     return line
