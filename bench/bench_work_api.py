@@ -759,9 +759,9 @@ def workdir() -> Iterator[Path]:
 
 async def sign_in_team(node: WorkServer, password: str) -> list[str]:
     """A fresh access token of each team agent, ``bench.agent00`` first (for the callers and the writes),
-    each used once before the load: a sign-in makes every token's check at the node be made again, and
-    the load should find the agents at work, not 200 connections waiting on ten first checks (at
-    saturation up to 2.7 s, which the window caught)."""
+    each used once before the load: the node checks a new token once (a few thread trips), and the load
+    should find the agents at work, not 200 connections waiting on ten first checks (up to 2.7 s while
+    the load filled the event loop, which the window caught)."""
     tokens = [await node.sign_in(f"bench.agent{n:02d}", password) for n in range(TEAM_SIZE)]
     for token in tokens:
         response = await node.client.get("/work/inbox?limit=1", headers={"authorization": f"Bearer {token}"})
