@@ -543,7 +543,7 @@ async def write_during(node: WorkServer, agents: list[str], rate: float, start_a
         response = await client.post(path, json=body, headers=headers)
         if response.status_code == 201:
             writes.made += 1
-        elif response.status_code == 409 and _json.decode(response.content).get("code") == "impossible_transition":
+        elif response.status_code == 409 and _problem_body(response).get("code") == "impossible_transition":
             writes.closed += 1  # another write closed the task after this one read the inbox: the right answer
         else:
             writes.problems.append(f"writer: POST {path}: {_failure(response)}")
@@ -566,13 +566,19 @@ async def write_during(node: WorkServer, agents: list[str], rate: float, start_a
     return writes
 
 
-def _failure(response: httpx.Response) -> str:
-    """A refusal's status, and its problem's title and detail (value-free by the API's rule): no body."""
+def _problem_body(response: httpx.Response) -> dict[str, Any]:
+    """A refusal's problem document, or {} when its body is not a JSON object."""
     try:
         body = _json.decode(response.content)
     except msgspec.DecodeError:
-        body = None
-    said = [str(body[k]) for k in ("title", "detail") if isinstance(body, dict) and k in body]
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _failure(response: httpx.Response) -> str:
+    """A refusal's status, and its problem's title and detail (value-free by the API's rule): no body."""
+    body = _problem_body(response)
+    said = [str(body[k]) for k in ("title", "detail") if k in body]
     return f"status {response.status_code}" + (f" ({': '.join(said)})" if said else "")
 
 

@@ -92,8 +92,9 @@ _MATERIALIZED = frozenset({"add_wins_set", "counter"})
 _LOOKUP_CHUNK = 2_000
 #: rows per read of priority states (`priority_after`)
 _PRIORITY_CHUNK = 512
-#: rows the shared reads keep (`sync.store.row_cache`): about 1.3 KB each, so some 26 MB;
-#: a site's 200 agents' inbox pages (50 tasks, some 40 customers) are 18,000
+#: rows the shared reads keep per projection (`sync.store.row_cache`): about 1.3 KB each, so
+#: some 26 MB each (the inbox has two: tasks, customers); a site's 200 agents' inbox pages are
+#: 10,000 tasks and some 8,000 customers
 SHARED_ROWS_KEPT = 20_000
 #: the collections whose rows have children (`sync.schema.PARENTS`)
 _HAS_CHILDREN = frozenset(parent for parent, _ in PARENTS.values())
